@@ -1,0 +1,1 @@
+"""mtl-harness: multi-task learning sweeps against matched single-task baselines."""

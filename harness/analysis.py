@@ -1,0 +1,241 @@
+"""Pair multi-task runs with their single-task baselines and judge transfer per task.
+
+Input is the runs table of `harness.results.collect` (one row per run); the rules are stated in
+`CONVENTIONS`, which every report repeats.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import stats
+
+LEVEL = 0.95
+MIN_SEEDS = 5
+
+CONVENTIONS = f"""\
+- **Relative change** of task t: `r_t = s_t * (M_mtl - M_stl) / |M_stl| * 100`, with `s_t = +1` \
+where higher is better and `-1` where lower is better. Positive = multi-task helped.
+- **Pairing**: each multi-task seed is paired with the same seed of the task's single-task \
+baseline; only pairs where both runs are ok enter. Diverged or failed multi-task seeds are \
+counted (`n_mtl_failed`), never averaged in.
+- **Intervals**: Student-t {LEVEL:.0%} intervals over the paired seeds, for each side's metric and \
+for the per-seed paired r_t.
+- **Verdict**: a two-sided one-sample t-test of the paired r_t against 0, Holm-corrected across \
+the tasks of one configuration at family level {1 - LEVEL:.2g}: negative transfer when it rejects \
+with mean r_t < 0, positive when it rejects with mean r_t > 0, otherwise inconclusive. The shown \
+r_t interval is unadjusted, so it can exclude 0 while the Holm-corrected verdict stays \
+inconclusive. Identical r_t on every seed (zero variance, two seeds or more) counts as a sure \
+sign: p = 0 when nonzero, p = 1 when zero.
+- **Underpowered**: fewer than {MIN_SEEDS} paired seeds; with fewer than 2 there is no interval \
+and the verdict is inconclusive.
+- **delta_m** = mean over the configuration's tasks of the per-task mean r_t (per task first, \
+then over tasks); it is missing when any task has no paired seed. Published code disagrees on \
+the sign of delta_m (some use positive = worse) and on its averaging (some average all metrics \
+flat, one library compares with the first epoch instead of single-task baselines).
+"""
+
+TABLE_COLUMNS = (
+    "config_hash", "label", "task", "metric", "lower_is_better", "n", "n_mtl_failed",
+    "stl_mean", "stl_lo", "stl_hi", "mtl_mean", "mtl_lo", "mtl_hi", "r_mean", "r_lo", "r_hi",
+    "p_value", "p_holm", "verdict", "underpowered", "delta_m",
+)
+
+
+def relative_change(mtl: ArrayLike, stl: ArrayLike, lower_is_better: bool) -> np.ndarray:
+    """r = s * (mtl - stl) / |stl| * 100, s = -1 when lower is better: positive = MTL helped."""
+    sign = -1.0 if lower_is_better else 1.0
+    mtl, stl = np.asarray(mtl, dtype=float), np.asarray(stl, dtype=float)
+    return sign * (mtl - stl) / np.abs(stl) * 100.0
+
+
+def holm(p_values: ArrayLike) -> np.ndarray:
+    """Holm step-down adjusted p-values; NaN entries (no test) are left out of the family."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    adjusted = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(adjusted)
+    return out
+
+
+def cfg_columns(frame: pd.DataFrame) -> list[str]:
+    """The flattened config columns (`cfg.<dotted.key>`)."""
+    return [c for c in frame.columns if c.startswith("cfg.")]
+
+
+def varying_columns(frame: pd.DataFrame) -> list[str]:
+    """Config columns that take more than one value across rows (missing counts as a value)."""
+    return [c for c in cfg_columns(frame) if frame[c].astype(str).nunique() > 1]
+
+
+def _tasks(runs: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("baseline.") for c in runs.columns if c.startswith("baseline.")]
+
+
+def _check_unique(runs: pd.DataFrame) -> None:
+    # A duplicated seed would silently count twice in every interval.
+    dup = runs.duplicated(["kind", "config_hash", "seed"])
+    if dup.any():
+        first = runs[dup].iloc[0]
+        raise ValueError(
+            f"runs table has several rows for kind={first['kind']!r}, "
+            f"config_hash={first['config_hash']!r}, seed={first['seed']!r}")
+
+
+def paired(runs: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """One row per (mtl config, task, seed) where the mtl run and its same-seed baseline are ok.
+
+    Columns: config_hash, label, task, seed, mtl, stl, r, then the mtl config's cfg.* columns.
+    Pairs whose baseline metric is exactly 0 are dropped: r is undefined there.
+    """
+    _check_unique(runs)
+    cfg = cfg_columns(runs)
+    ok = runs[runs["status"].eq("ok")]
+    mtl, stl = ok[ok["kind"].eq("mtl")], ok[ok["kind"].eq("stl")]
+    parts = []
+    for task in _tasks(runs):
+        metric, base = f"{split}.{task}", f"baseline.{task}"
+        m = mtl.loc[mtl[base].notna(), ["config_hash", "label", "seed", base, metric, *cfg]]
+        m = m.rename(columns={base: "_baseline", metric: "mtl"})
+        s = stl[["config_hash", "seed", metric]].rename(
+            columns={"config_hash": "_baseline", metric: "stl"})
+        p = m.merge(s, on=["_baseline", "seed"], how="inner")
+        p = p[p["mtl"].notna() & p["stl"].notna() & p["stl"].ne(0)]
+        p["r"] = relative_change(p["mtl"], p["stl"], _lower_is_better(runs, task))
+        p["task"] = task
+        parts.append(p.drop(columns="_baseline"))
+    columns = ["config_hash", "label", "task", "seed", "mtl", "stl", "r", *cfg]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(parts, ignore_index=True)[columns]
+    return out.sort_values(["config_hash", "task", "seed"], kind="stable", ignore_index=True)
+
+
+def _lower_is_better(runs: pd.DataFrame, task: str) -> bool:
+    return bool(runs[f"lower_is_better.{task}"].dropna().iloc[0])
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Mean and Student-t interval; NaN bounds below 2 values, a point when all are equal."""
+    n = len(values)
+    if n == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, np.nan, np.nan
+    if np.ptp(values) == 0:
+        return mean, mean, mean
+    lo, hi = stats.t.interval(level, n - 1, loc=mean, scale=stats.sem(values))
+    return mean, float(lo), float(hi)
+
+
+def _p_value(r: np.ndarray) -> float:
+    if len(r) < 2:
+        return np.nan
+    if np.ptp(r) == 0:
+        # scipy returns NaN here; a nonzero constant change on every seed is a sure sign.
+        return 0.0 if r[0] != 0 else 1.0
+    return float(stats.ttest_1samp(r, 0.0).pvalue)
+
+
+def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL) -> pd.DataFrame:
+    """One row per (mtl config, task): intervals, Holm-corrected verdict and delta_m.
+
+    Columns: TABLE_COLUMNS with the config's cfg.* columns inserted after `label`. Rows follow
+    the varying config values in sorted order, tasks in column order.
+    """
+    pairs = paired(runs, split)
+    cfg = cfg_columns(runs)
+    tasks = _tasks(runs)
+    rows = []
+    for config, group in runs[runs["kind"].eq("mtl")].groupby("config_hash", sort=False):
+        first = group.iloc[0]
+        n_failed = int(group["status"].ne("ok").sum())
+        for task in [t for t in tasks if group[f"baseline.{t}"].notna().any()]:
+            p = pairs[pairs["config_hash"].eq(config) & pairs["task"].eq(task)]
+            row = {"config_hash": config, "label": first["label"], **first[cfg].to_dict(),
+                   "task": task, "metric": first[f"metric.{task}"],
+                   "lower_is_better": _lower_is_better(runs, task),
+                   "n": len(p), "n_mtl_failed": n_failed}
+            for side in ("stl", "mtl", "r"):
+                row[f"{side}_mean"], row[f"{side}_lo"], row[f"{side}_hi"] = _interval(
+                    p[side].to_numpy(float), level)
+            row["p_value"] = _p_value(p["r"].to_numpy(float))
+            rows.append(row)
+    columns = [*TABLE_COLUMNS[:2], *cfg, *TABLE_COLUMNS[2:]]
+    table = pd.DataFrame(rows, columns=columns[:columns.index("p_value") + 1])
+    by_config = table.groupby("config_hash", sort=False)
+    table["p_holm"] = by_config["p_value"].transform(holm).astype(float)
+    reject = table["p_holm"] < 1 - level
+    table["verdict"] = np.select(
+        [reject & (table["r_mean"] > 0), reject & (table["r_mean"] < 0)],
+        ["positive", "negative"], "inconclusive")
+    table["underpowered"] = table["n"] < MIN_SEEDS
+    table["delta_m"] = by_config["r_mean"].transform(lambda r: r.mean(skipna=False))
+    table = table.astype({"n": int, "n_mtl_failed": int, "lower_is_better": bool})
+    return _sort(table, varying_columns(table))
+
+
+def _sort(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    # Numbers sort as numbers (depth 10 after 2); anything else by its text.
+    def key(s: pd.Series) -> pd.Series:
+        return s if pd.api.types.is_numeric_dtype(s) else s.astype(str)
+    return table.sort_values(by, key=key, kind="stable", ignore_index=True) if by else table
+
+
+def _short_names(columns: list[str]) -> dict[str, str]:
+    """Shortest dotted suffix of each cfg column that no other column shares."""
+    parts = {c: c.removeprefix("cfg.").split(".") for c in columns}
+    names = {}
+    for c, p in parts.items():
+        for k in range(1, len(p) + 1):
+            name = ".".join(p[-k:])
+            if all(".".join(q[-k:]) != name for d, q in parts.items() if d != c):
+                break
+        names[c] = name
+    return names
+
+
+def cfg_text(value: object) -> str:
+    """A config value as text; whole floats print as integers (a depth column holding NaN for
+    baselines is float)."""
+    if isinstance(value, float):
+        return "–" if np.isnan(value) else f"{value:.0f}" if value.is_integer() else f"{value:g}"
+    return str(value)
+
+
+def _fmt(x: float) -> str:
+    return "–" if pd.isna(x) else f"{x:.3g}"
+
+
+def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """Markdown of a transfer table: varying config columns (short names), then `columns`.
+
+    `columns` defaults to task, n, stl, mtl, r, p_holm, verdict, delta_m; "stl", "mtl" and "r"
+    show "mean [lo, hi]". Underpowered rows say so in their verdict.
+    """
+    columns = columns or ("task", "n", "stl", "mtl", "r", "p_holm", "verdict", "delta_m")
+    varying = varying_columns(table)
+    shown = pd.DataFrame(index=table.index)
+    if not varying and table["config_hash"].nunique() > 1:
+        label = table["label"].fillna("").astype(str)
+        shown["config"] = label.where(label.ne(""), table["config_hash"].str[:8])
+    for c, name in _short_names(varying).items():
+        shown[name] = table[c].map(cfg_text)
+    for c in columns:
+        if c in ("stl", "mtl", "r"):
+            shown[f"{c} [lo, hi]" if c != "r" else "r_t % [lo, hi]"] = [
+                f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
+                for m, lo, hi in table[[f"{c}_mean", f"{c}_lo", f"{c}_hi"]].to_numpy()]
+        elif c == "verdict":
+            shown[c] = table[c].where(~table["underpowered"], table[c] + ", underpowered")
+        elif pd.api.types.is_float_dtype(table[c]):
+            shown[c] = table[c].map(_fmt)
+        else:
+            shown[c] = table[c].astype(str)
+    return shown.to_markdown(index=False, disable_numparse=True)

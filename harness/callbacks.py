@@ -1,0 +1,30 @@
+"""Hydra callback: collect the table and report when a run or sweep ends."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+def finish(out_dir: Path, title: str) -> None:
+    """Collect every record under out_dir, write the tables and report, say where they went."""
+    from harness.report import write_report
+    from harness.results import collect
+
+    runs = collect(out_dir)
+    if runs.empty or not (runs["kind"] == "mtl").any():
+        print(f"no multi-task runs under {out_dir}: nothing to tabulate")
+        return
+    paths = write_report(runs, out_dir, title=title)
+    print(f"table:  {paths.get('transfer.md', out_dir)}")
+    print(f"report: {paths.get('report.md', out_dir)}")
+
+
+class CollectTable(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finish(Path(config.hydra.sweep.dir), title=f"Study: {config.study}")
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finish(Path(config.hydra.run.dir), title=f"Run: {config.study}")

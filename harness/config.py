@@ -1,0 +1,148 @@
+"""Typed config schemas, registered in Hydra's ConfigStore, and validation with one-line errors.
+
+Group options (data, model, method) have their schema next to their code and are found through
+the registries; this module stores every schema under `schema/<group>/<name>` so each YAML in
+conf/<group>/ extends its schema (`- /schema/<group>/<name>@_here_`) and is type-checked by it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+import harness.data  # noqa: F401  (fills DATASETS)
+import harness.methods  # noqa: F401  (fills METHODS)
+import harness.models  # noqa: F401  (fills MODELS)
+from harness.data.base import DATASETS
+from harness.errors import bad
+from harness.methods.base import METHODS
+from harness.models.base import MODELS
+from harness.schema import dynamic
+
+SCHEDULES = ("joint", "alternate")
+SAMPLINGS = ("uniform", "round_robin", "proportional")
+OPTIMIZER_STATES = ("per_task", "shared")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
+SELECTIONS = ("final", "best")
+
+
+@dataclass
+class ScheduleConfig:
+    """joint: every step uses every task. alternate: each step trains one task (Godwin 2016)."""
+
+    name: str = "joint"
+    sampling: str = "uniform"  # alternate only: uniform | round_robin | proportional
+    optimizer_state: str = "per_task"  # alternate only: per_task (own Adam moments) | shared
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = dynamic(1e-3)
+    weight_decay: float = dynamic(0.0)  # adamw only
+    momentum: float = 0.9  # sgd only
+    lr_schedule: str = "constant"  # constant | cosine | warmup_cosine
+    warmup_steps: int = 0
+    clip_norm: Optional[float] = None  # global-norm clipping; couples tasks through the norm
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 128
+    eval_every: int = 100
+    select: str = "final"  # final | best (per task, the evaluation with the best val metric)
+
+
+@dataclass
+class Config:
+    data: Any = MISSING
+    model: Any = MISSING
+    method: Any = MISSING
+    schedule: ScheduleConfig = MISSING
+    optim: OptimConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: int = 5  # number of seeds, run as one vmap-ed program
+    seed: int = 0  # first seed; runs use seed, seed+1, ..., seed+seeds-1
+    baselines: bool = True  # train (or reuse) the matched single-task runs
+    baseline_dir: Optional[str] = None  # default: <sweep dir>/baselines
+    study: str = "adhoc"
+    # JAX's persistent compilation cache: re-running a study does not recompile. null = off.
+    compile_cache: Optional[str] = ".cache/jax"
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
+    cs.store(group="schema/optim", name="optim", node=OptimConfig)
+    for group, registry in (("data", DATASETS), ("model", MODELS), ("method", METHODS)):
+        for name in registry.names():
+            cs.store(group=f"schema/{group}", name=name, node=registry.get(name).schema)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated config of one job, as plain dataclass objects."""
+
+    data: Any
+    model: Any
+    method: Any
+    schedule: ScheduleConfig
+    optim: OptimConfig
+    train: TrainConfig
+    seeds: int
+    seed: int
+    baselines: bool
+    baseline_dir: Optional[str]
+    study: str
+    compile_cache: Optional[str]
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise bad(key, value, f"one of {', '.join(allowed)}")
+
+
+def _positive(key: str, value) -> None:
+    if value is None or not value > 0:
+        raise bad(key, value, "a number > 0")
+
+
+def validate(run: RunConfig) -> None:
+    """Check everything that does not need the data; raises ConfigError (one line)."""
+    for key, value in (("seeds", run.seeds), ("train.steps", run.train.steps),
+                       ("train.batch_size", run.train.batch_size),
+                       ("train.eval_every", run.train.eval_every), ("optim.lr", run.optim.lr)):
+        _positive(key, value)
+    if run.train.eval_every > run.train.steps:
+        raise bad("train.eval_every", run.train.eval_every, f"at most train.steps ({run.train.steps})")
+    if run.seed < 0:
+        raise bad("seed", run.seed, "an integer >= 0")
+    _choice("train.select", run.train.select, SELECTIONS)
+    _choice("schedule.name", run.schedule.name, SCHEDULES)
+    _choice("schedule.sampling", run.schedule.sampling, SAMPLINGS)
+    _choice("schedule.optimizer_state", run.schedule.optimizer_state, OPTIMIZER_STATES)
+    _choice("optim.name", run.optim.name, OPTIMIZERS)
+    _choice("optim.lr_schedule", run.optim.lr_schedule, LR_SCHEDULES)
+    if run.optim.weight_decay < 0:
+        raise bad("optim.weight_decay", run.optim.weight_decay, "a number >= 0")
+    if run.optim.warmup_steps < 0 or run.optim.warmup_steps >= run.train.steps:
+        raise bad("optim.warmup_steps", run.optim.warmup_steps, f"0 <= warmup_steps < train.steps ({run.train.steps})")
+    if run.optim.clip_norm is not None:
+        _positive("optim.clip_norm", run.optim.clip_norm)
+
+
+def resolve(cfg: DictConfig) -> RunConfig:
+    """DictConfig from Hydra -> validated RunConfig of dataclass objects."""
+    obj = OmegaConf.to_object(cfg)
+    run = RunConfig(
+        data=obj.data, model=obj.model, method=obj.method, schedule=obj.schedule, optim=obj.optim,
+        train=obj.train, seeds=obj.seeds, seed=obj.seed, baselines=obj.baselines,
+        baseline_dir=obj.baseline_dir, study=obj.study, compile_cache=obj.compile_cache,
+    )
+    validate(run)
+    return run

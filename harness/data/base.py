@@ -1,0 +1,104 @@
+"""What every dataset returns: task specs plus train/val/test arrays.
+
+A dataset builder takes its config (a dataclass from its own module) and returns a `DataSource`.
+`DataSource.generate(key, hparams)` is a pure JAX function: it is called once per job, outside
+the training program, and its result is passed into the compiled run as an argument (never
+closed over, so large arrays are not baked into the program). Numbers that change the data but
+not its shapes (e.g. the task correlation) arrive in `hparams`, so a batched sweep can vary them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, NamedTuple
+
+import jax
+
+from harness.errors import bad
+
+Kind = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: its loss and metric follow from `kind`.
+
+    classification: labels int32 of shape (N,), output_size = number of classes,
+        loss softmax cross-entropy, metric "accuracy" (higher is better).
+    regression: targets float32 of shape (N, output_size), loss mean squared error,
+        metric "mse" (lower is better).
+    """
+
+    name: str
+    kind: Kind
+    output_size: int
+    metric: str
+    lower_is_better: bool
+
+
+def classification(name: str, num_classes: int) -> TaskSpec:
+    return TaskSpec(name, "classification", num_classes, "accuracy", False)
+
+
+def regression(name: str, output_size: int = 1) -> TaskSpec:
+    return TaskSpec(name, "regression", output_size, "mse", True)
+
+
+class Split(NamedTuple):
+    """Inputs shared by all tasks and one target array per task (every task labels every row)."""
+
+    x: jax.Array  # (N, D) float32
+    y: dict[str, jax.Array]  # task name -> (N,) int32 or (N, k) float32
+
+
+class Dataset(NamedTuple):
+    train: Split
+    val: Split
+    test: Split
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A built dataset.
+
+    tasks:     task specs in a fixed order (the order of every (T,) array in the harness).
+    input_dim: D, the width of x.
+    generate:  pure JAX `(key, hparams) -> Dataset`; `hparams` holds the `dynamic` values.
+    dynamic:   name -> default value of the numbers that enter `generate` as arrays.
+    describe:  host-side summary of a generated Dataset for the run record
+               (e.g. the realised label correlation); returns plain floats.
+    """
+
+    tasks: tuple[TaskSpec, ...]
+    input_dim: int
+    generate: Callable[[jax.Array, dict[str, jax.Array]], Dataset]
+    dynamic: dict[str, float]
+    describe: Callable[[Dataset], dict[str, Any]]
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+
+def select_tasks(source: DataSource, names: list[str] | None, key: str = "data.tasks") -> DataSource:
+    """Keep only the named tasks (in the given order); an unknown name is a ConfigError."""
+    if names is None:
+        return source
+    available = source.task_names
+    for name in names:
+        if name not in available:
+            raise bad(key, name, f"this dataset's tasks are {', '.join(available)}")
+    if len(set(names)) != len(names) or not names:
+        raise bad(key, list(names), "a non-empty list of distinct task names")
+    keep = tuple(t for n in names for t in source.tasks if t.name == n)
+
+    def generate(k, hp):
+        ds = source.generate(k, hp)
+        return Dataset(*(Split(s.x, {n: s.y[n] for n in names}) for s in ds))
+
+    return DataSource(keep, source.input_dim, generate, source.dynamic, source.describe)
+
+
+# name -> Entry(config dataclass, build(cfg) -> DataSource); filled by the dataset modules.
+from harness.registry import Registry  # noqa: E402
+
+DATASETS = Registry("data")

@@ -1,0 +1,163 @@
+"""One job: build and validate everything, train the multi-task runs (all seeds in one vmap-ed
+program), train or reuse the matched single-task baselines, write one record per run.
+
+Single-task baseline of task t for a multi-task config: the same data (generated with every
+task, then only t kept), seeds, step budget, optimiser and learning rate, and the task's own
+tower: the model with nothing shared (`single_task_model`), trained jointly with equal weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from harness.config import RunConfig, ScheduleConfig
+from harness.data.base import DATASETS, DataSource, Dataset, Split, select_tasks
+from harness.methods.equal import EqualConfig
+from harness.results import config_hash, environment, existing_seeds, record_path, write_json
+from harness.schema import dynamic_values
+from harness.train import build_parts, make_train
+
+# Fields that say where or how many, not what: excluded from a configuration's identity.
+NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache")
+
+
+def identity(run: RunConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(run)
+    return {k: v for k, v in d.items() if k not in NOT_IDENTITY}
+
+
+def build_source(run: RunConfig) -> DataSource:
+    source = DATASETS.get(run.data.name).build(run.data)
+    return select_tasks(source, getattr(run.data, "tasks", None))
+
+
+def single_task_model(model_cfg: Any) -> Any:
+    """The task's own tower: the same model with nothing shared."""
+    return dataclasses.replace(model_cfg, shared_depth=0)
+
+
+def single_task(run: RunConfig, task: str) -> RunConfig:
+    return dataclasses.replace(
+        run, data=dataclasses.replace(run.data, tasks=[task]), model=single_task_model(run.model),
+        method=EqualConfig(), schedule=ScheduleConfig(name="joint"))
+
+
+def only(data: Dataset, task: str) -> Dataset:
+    return Dataset(*(Split(s.x, {task: s.y[task]}) for s in data))
+
+
+def hparams(run: RunConfig) -> dict:
+    return {"optim": dynamic_values(run.optim), "method": dynamic_values(run.method)}
+
+
+def execute(run: RunConfig, tasks, data: Dataset, seeds: list[int]) -> tuple[dict, float, float]:
+    """Train every seed as one jit(vmap(train)) program; returns host arrays and timings."""
+    train = make_train(run, tasks, data.train.x.shape[1], data.train.x.shape[0])
+    fn = jax.jit(jax.vmap(train, in_axes=(0, None, None)))
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    hp = hparams(run)
+    t0 = time.perf_counter()
+    compiled = fn.lower(keys, hp, data).compile()
+    t1 = time.perf_counter()
+    out = jax.device_get(jax.block_until_ready(compiled(keys, hp, data)))
+    return out, t1 - t0, time.perf_counter() - t1
+
+
+def records(run: RunConfig, tasks, out: dict, seeds: list[int], timing: dict, common: dict) -> list[dict]:
+    """One record per seed from the batched outputs."""
+    K, E = run.train.eval_every, out["val"].shape[1]
+    steps = [(e + 1) * K for e in range(E)]
+    orient = np.array([-1.0 if t.lower_is_better else 1.0 for t in tasks])
+    recs = []
+    for i, seed in enumerate(seeds):
+        diverged = int(out["diverged_at"][i])
+        ok = diverged < 0
+        val, test = out["val"][i], out["test"][i]
+        pick = (np.argmax(val * orient, axis=0) if run.train.select == "best"
+                else np.full(len(tasks), E - 1))
+        curves = {"steps": steps}
+        for key in ("val", "test", "val_loss", "train_loss", "weights"):
+            curves[key] = {t.name: out[key][i][:, j].tolist() for j, t in enumerate(tasks)}
+        metrics = {split: {t.name: (float(arr[pick[j], j]) if ok else None) for j, t in enumerate(tasks)}
+                   for split, arr in (("val", val), ("test", test))}
+        recs.append({
+            **common, "seed": seed, "status": "ok" if ok else "diverged",
+            "diverged_step": None if ok else diverged, "metrics": metrics,
+            "selected_step": {t.name: steps[int(pick[j])] for j, t in enumerate(tasks)},
+            "curves": curves, "timing": timing,
+        })
+    return recs
+
+
+def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Path]:
+    """Train what is missing for one job and write its records; returns the record paths.
+
+    Everything is built and validated before anything is trained or written, so bad input
+    fails with a ConfigError and no results.
+    """
+    source = build_source(run)
+    tasks = source.tasks
+    if run.compile_cache:
+        enable_compile_cache(run.compile_cache)
+    build_parts(run, tasks, source.input_dim)
+    stl_runs = {t.name: single_task(run, t.name) for t in tasks} if run.baselines else {}
+    for t in tasks:
+        if t.name in stl_runs:
+            build_parts(stl_runs[t.name], (t,), source.input_dim)
+    data_hp = {k: jnp.asarray(v) for k, v in dynamic_values(run.data).items()}
+    data = jax.jit(source.generate)(jax.random.key(getattr(run.data, "seed", 0)), data_hp)
+    env = {**environment(), "data_info": source.describe(data),
+           "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
+    seeds = list(range(run.seed, run.seed + run.seeds))
+    written = []
+
+    baselines = {}
+    for t in tasks:
+        if t.name not in stl_runs:
+            continue
+        stl = stl_runs[t.name]
+        h = config_hash(identity(stl))
+        baselines[t.name] = h
+        out_dir = baseline_dir / h
+        todo = [s for s in seeds if s not in existing_seeds(out_dir, h, seeds)]
+        if todo:
+            out, c, r = execute(stl, (t,), only(data, t.name), todo)
+            common = {"kind": "stl", "config": dataclasses.asdict(stl), "config_hash": h, "label": f"stl:{t.name}",
+                      "task": t.name, "tasks": [t.name], **env,
+                      "task_specs": {t.name: dataclasses.asdict(t)}}
+            for rec in records(stl, (t,), out, todo, {"compile_s": c, "run_s": r, "batch": len(todo)}, common):
+                write_json(record_path(out_dir, rec["seed"]), rec)
+                written.append(record_path(out_dir, rec["seed"]))
+
+    h = config_hash(identity(run))
+    runs_dir = job_dir / "runs"
+    todo = [s for s in seeds if s not in existing_seeds(runs_dir, h, seeds)]
+    if todo:
+        out, c, r = execute(run, tasks, data, todo)
+        rel_base = Path(_relative(baseline_dir, runs_dir))
+        common = {"kind": "mtl", "config": dataclasses.asdict(run), "config_hash": h, "label": label, "task": None,
+                  "tasks": [t.name for t in tasks], "baselines": baselines,
+                  "baseline_dir": str(rel_base), **env}
+        for rec in records(run, tasks, out, todo, {"compile_s": c, "run_s": r, "batch": len(todo)}, common):
+            write_json(record_path(runs_dir, rec["seed"]), rec)
+            written.append(record_path(runs_dir, rec["seed"]))
+    return written
+
+
+def enable_compile_cache(path: str) -> None:
+    """Persist compiled programs on disk; jobs that differ only in dynamic values or data reuse them."""
+    jax.config.update("jax_compilation_cache_dir", str(Path(path).resolve()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _relative(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(Path(target).resolve(), Path(start).resolve())

@@ -1,0 +1,67 @@
+"""The method interface: optax-style pure functions that turn per-task losses (and, when the
+method asks for them, per-task gradients) into one update.
+
+A method is built from its config (a dataclass in its own module) and the task specs:
+`build(cfg, tasks) -> Method`. Everything inside `init`/`update` must be pure JAX (it runs inside
+`lax.scan`, under `vmap` over seeds and hyper-parameters), with no Python callbacks.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable, NamedTuple
+
+import jax
+
+from harness.schema import dynamic, dynamic_list  # noqa: F401  (re-exported for method configs)
+
+PyTree = Any
+
+
+class Needs(enum.Enum):
+    """What the trainer must compute for a method; it computes no more than that."""
+
+    LOSSES = "losses"  # task losses only; the update is the gradient of sum_t w_t L_t
+    SHARED_GRADS = "shared_grads"  # (T, P) gradients of every shared parameter, flattened
+    LAST_SHARED_GRADS = "last_shared_grads"  # (T, P) gradients of the last shared layer only
+    REPR_GRADS = "repr_grads"  # (T, B*Z) gradients of the shared representation, flattened
+
+
+class MethodOutput(NamedTuple):
+    """weights: (T,) weights of the task losses. They weight the gradients of the task-specific
+        parameters always, and of the shared parameters too when `direction` is None.
+    direction: (P,) descent direction for the shared parameters (flattened, same layout as the
+        gradients passed in), or None. Only SHARED_GRADS methods may return one.
+    state: the new method state.
+    diagnostics: name -> scalar or (T,) array, recorded in the learning curves.
+    """
+
+    weights: jax.Array
+    direction: jax.Array | None
+    state: PyTree
+    diagnostics: dict[str, jax.Array]
+
+
+class Method(NamedTuple):
+    """needs: what `update` receives as `grads`.
+    init(num_tasks) -> state.
+    update(losses (T,), grads (T, P) or None, state, key, hparams) -> MethodOutput.
+        `hparams` maps each dynamic field of the method's config to a scalar array.
+    schedules: the schedules this method makes sense with ("joint", "alternate"). Under
+        "alternate" only one task is active per step: the trainer zeroes the other weights.
+    on_eval: optional `(state, val_scores (T,), hparams) -> state`, called after each evaluation
+        inside the compiled run; val_scores are oriented so that higher is better
+        (accuracy, or minus the mse).
+    """
+
+    needs: Needs
+    init: Callable[[int], PyTree]
+    update: Callable[[jax.Array, jax.Array | None, PyTree, jax.Array, dict[str, jax.Array]], MethodOutput]
+    schedules: tuple[str, ...] = ("joint", "alternate")
+    on_eval: Callable[[PyTree, jax.Array, dict[str, jax.Array]], PyTree] | None = None
+
+
+
+# name -> Entry(config dataclass, build(cfg, tasks) -> Method); filled by the method modules.
+from harness.registry import Registry  # noqa: E402
+
+METHODS = Registry("method")

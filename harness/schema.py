@@ -1,0 +1,51 @@
+"""Static vs dynamic config fields.
+
+A field marked `dynamic` is a number that enters the compiled run as an array (seed-like:
+learning rate, loss weights, method coefficients, data correlation). Every other field is
+static: changing it changes the compiled program. Batching decisions read these marks; they are
+never guessed from values.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+
+def dynamic(default: float):
+    """A numeric field that may differ between runs of one compiled program."""
+    return field(default=default, metadata={"dynamic": True})
+
+
+def dynamic_list(factory: Callable[[], list]):
+    """A list of numbers that may differ between runs of one compiled program."""
+    return field(default_factory=factory, metadata={"dynamic": True})
+
+
+def dynamic_names(schema: type) -> tuple[str, ...]:
+    """Names of the dynamic fields of a config dataclass."""
+    return tuple(f.name for f in dataclasses.fields(schema) if f.metadata.get("dynamic"))
+
+
+def dynamic_values(cfg: Any) -> dict[str, np.ndarray]:
+    """The dynamic fields of a config object as float32 arrays (scalars or 1-D)."""
+    return {
+        name: np.asarray(getattr(cfg, name), dtype=np.float32)
+        for name in dynamic_names(type(cfg))
+        if getattr(cfg, name) is not None
+    }
+
+
+def static_part(cfg: Any) -> dict[str, Any]:
+    """The static fields of a config object (what decides the compiled program)."""
+    dyn = set(dynamic_names(type(cfg)))
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in dyn}
+
+
+class Entry(NamedTuple):
+    """A registry entry: the config dataclass of an option and the function that builds it."""
+
+    schema: type
+    build: Callable[..., Any]

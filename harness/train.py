@@ -1,0 +1,185 @@
+"""The compiled training run: `train(key, hparams, data)` = init + lax.scan over steps.
+
+One pure step: a forward pass split at the shared representation z, per-task losses, the method's
+weights (and, when it asks, per-task gradients from a vmap over task cotangents of the same
+forward pass), then optimiser updates per parameter group, masked by the schedule so that a task
+step moves only the shared parameters and that task's own parameters. Evaluation on the val and
+test splits runs every `train.eval_every` steps inside the compiled run. Everything static is
+fixed by `make_train`; everything in `hparams` is an array, so `jit(vmap(train))` batches seeds
+and dynamic hyper-parameters in one program.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from harness import losses as L
+from harness.config import RunConfig
+from harness.data.base import Dataset, Split, TaskSpec
+from harness.errors import bad
+from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.models.base import MODELS, Model
+from harness.optim import clip, make_direction, make_learning_rate
+from harness.schedules import make_selector, select
+
+# fold_in tags: every key of a run derives from its seed through these, so a task gets the same
+# init and the same batches whether it is trained alone or among other tasks.
+INIT, BATCH, METHOD, SCHEDULE = 1, 2, 3, 4
+
+
+class Carry(NamedTuple):
+    params: Any
+    opt: Any
+    method: Any
+    diverged_at: jax.Array  # first step with a non-finite loss, -1 while healthy
+
+
+def build_parts(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> tuple[Model, Method]:
+    """Model and method for a job; raises ConfigError for invalid combinations."""
+    model = MODELS.get(run.model.name).build(run.model, tasks, input_dim)
+    method = METHODS.get(run.method.name).build(run.method, tasks)
+    if run.schedule.name not in method.schedules:
+        raise bad("method", run.method.name,
+                  f"works with schedule {' or '.join(method.schedules)}, not {run.schedule.name} "
+                  "(with one task per step it reduces to a plain single-task step)")
+    return model, method
+
+
+def task_losses(model: Model, tasks: tuple[TaskSpec, ...]):
+    def heads_losses(task_params, z, y):
+        out = model.heads(task_params, z)
+        return jnp.stack([L.loss(t, out[t.name], y[t.name]) for t in tasks])
+
+    return heads_losses
+
+
+def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], shared_size: int):
+    """(params, x, y, method_state, key, hparams, active) -> (losses, grads, MethodOutput).
+
+    One forward pass. Per-task gradients, when the method needs them, come from a vmap over
+    one-hot cotangents of that pass; the final gradient is one more backward with the weights.
+    """
+    num_tasks = len(tasks)
+    heads_losses = task_losses(model, tasks)
+    needs = method.needs if shared_size > 0 else Needs.LOSSES
+    eye = jnp.eye(num_tasks)
+
+    def gradients(params, x, y, mstate, key, hp, active):
+        z, trunk_vjp = jax.vjp(lambda sp: model.trunk(sp, x), params["shared"])
+        losses, heads_vjp = jax.vjp(lambda tp, zz: heads_losses(tp, zz, y), params["tasks"], z)
+        if needs is Needs.LOSSES:
+            G, unravel = None, None
+        else:
+            gz = jax.vmap(lambda c: heads_vjp(c)[1])(eye)  # (T, B, Z)
+            if needs is Needs.REPR_GRADS:
+                G, unravel = gz.reshape(num_tasks, -1), None
+            else:
+                gshared = jax.vmap(lambda g: trunk_vjp(g)[0])(gz)
+                if needs is Needs.LAST_SHARED_GRADS:
+                    gshared = model.last_shared(gshared)
+                G = jax.vmap(lambda tree: ravel_pytree(tree)[0])(gshared)
+                unravel = ravel_pytree(jax.tree.map(lambda a: a[0], gshared))[1]
+        if needs is Needs.LOSSES and method.needs is not Needs.LOSSES:
+            # Nothing is shared: a gradient method has nothing to combine; plain sum of losses.
+            out = MethodOutput(jnp.ones_like(losses), None, mstate, {})
+        else:
+            out = method.update(jax.lax.stop_gradient(losses), G, mstate, key, hp)
+        weights = out.weights * active
+        g_tasks, g_z = heads_vjp(weights.astype(losses.dtype))
+        if out.direction is not None and unravel is not None:
+            g_shared = unravel(out.direction)
+        else:
+            (g_shared,) = trunk_vjp(g_z)
+        return losses, {"shared": g_shared, "tasks": g_tasks}, out._replace(weights=weights)
+
+    return gradients
+
+
+def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split) -> tuple[jax.Array, jax.Array]:
+    """(metrics (T,), losses (T,)) on a whole split."""
+    out = model.apply(params, split.x)
+    metrics = jnp.stack([L.metric(t, out[t.name], split.y[t.name]) for t in tasks])
+    losses = jnp.stack([L.loss(t, out[t.name], split.y[t.name]) for t in tasks])
+    return metrics, losses
+
+
+def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, train_size: int) -> Callable:
+    """Build `train(key, hparams, data) -> outputs` for one static configuration.
+
+    hparams = {"optim": {...}, "method": {...}} (dynamic values as arrays).
+    outputs = {"val", "test", "val_loss", "train_loss", "weights": (E, T) per evaluation;
+               "diverged_at": int32 scalar}.
+    """
+    model, method = build_parts(run, tasks, input_dim)
+    num_tasks, steps, K, B = len(tasks), run.train.steps, run.train.eval_every, run.train.batch_size
+    if steps % K:
+        raise bad("train.eval_every", K, f"a divisor of train.steps ({steps})")
+    joint = run.schedule.name == "joint"
+    per_task_state = not joint and run.schedule.optimizer_state == "per_task"
+    names = [t.name for t in tasks]
+    selector = make_selector(run.schedule, (train_size,) * num_tasks)
+    scores = jnp.asarray([-1.0 if t.lower_is_better else 1.0 for t in tasks])
+    shared_shapes = jax.eval_shape(model.init, jax.random.key(0))["shared"]
+    shared_size = sum(leaf.size for leaf in jax.tree.leaves(shared_shapes))
+    gradients = make_gradients(model, method, tasks, shared_size)
+
+    def train(key: jax.Array, hp: dict, data: Dataset) -> dict:
+        tx = make_direction(run.optim, hp["optim"])
+        lr_at = make_learning_rate(run.optim, hp["optim"], steps)
+        params = model.init(jax.random.fold_in(key, INIT))
+        shared_state = tx.init(params["shared"])
+        if per_task_state:  # one set of moments of the shared layers per task, as one optimiser per task
+            shared_state = jax.tree.map(lambda s: jnp.stack([s] * num_tasks), shared_state)
+        opt = {"shared": shared_state, "tasks": {n: tx.init(params["tasks"][n]) for n in names}}
+        carry = Carry(params, opt, method.init(num_tasks), jnp.asarray(-1, jnp.int32))
+        k_batch, k_method, k_sched = (jax.random.fold_in(key, tag) for tag in (BATCH, METHOD, SCHEDULE))
+
+        def update_group(state, g, p, lr):
+            u, new_state = tx.update(g, state, p)
+            return jax.tree.map(lambda pp, uu: pp - lr * uu, p, u), new_state
+
+        def step(carry: Carry, s):
+            params, opt, mstate, diverged_at = carry
+            idx = jax.random.randint(jax.random.fold_in(k_batch, s), (B,), 0, train_size)
+            x, y = data.train.x[idx], {n: data.train.y[n][idx] for n in names}
+            active = selector(jax.random.fold_in(k_sched, s), s)
+            losses, grads, out = gradients(params, x, y, mstate, jax.random.fold_in(k_method, s), hp["method"], active)
+            grads = clip(grads, run.optim.clip_norm)
+            lr = lr_at(s)
+            new_tasks, new_task_opt = {}, {}
+            for i, n in enumerate(names):
+                p_n, s_n = update_group(opt["tasks"][n], grads["tasks"][n], params["tasks"][n], lr)
+                if not joint:  # inactive tasks keep parameters and optimiser state bit-identical
+                    p_n, s_n = select(active[i] > 0, (p_n, s_n), (params["tasks"][n], opt["tasks"][n]))
+                new_tasks[n], new_task_opt[n] = p_n, s_n
+            if per_task_state:
+                a = jnp.argmax(active)
+                state_a = jax.tree.map(lambda st: st[a], opt["shared"])
+                new_shared, state_a = update_group(state_a, grads["shared"], params["shared"], lr)
+                shared_opt = jax.tree.map(lambda st, n: st.at[a].set(n), opt["shared"], state_a)
+            else:
+                new_shared, shared_opt = update_group(opt["shared"], grads["shared"], params["shared"], lr)
+            new = ({"shared": new_shared, "tasks": new_tasks}, {"shared": shared_opt, "tasks": new_task_opt}, out.state)
+            finite = jnp.all(jnp.isfinite(losses))
+            healthy = (diverged_at < 0) & finite
+            # A diverged run freezes where it was; its vmap siblings are unaffected.
+            params, opt, mstate = select(healthy, new, (params, opt, mstate))
+            diverged_at = jnp.where((diverged_at < 0) & ~finite, s, diverged_at).astype(jnp.int32)
+            return Carry(params, opt, mstate, diverged_at), (losses, out.weights)
+
+        def chunk(carry: Carry, start):
+            carry, (losses, weights) = jax.lax.scan(step, carry, start + jnp.arange(K))
+            val, val_loss = evaluate(model, tasks, carry.params, data.val)
+            test, _ = evaluate(model, tasks, carry.params, data.test)
+            if method.on_eval is not None:
+                carry = carry._replace(method=method.on_eval(carry.method, val * scores, hp["method"]))
+            return carry, {"val": val, "test": test, "val_loss": val_loss,
+                           "train_loss": losses.mean(0), "weights": weights.mean(0)}
+
+        carry, curves = jax.lax.scan(chunk, carry, jnp.arange(steps // K) * K)
+        return {**curves, "diverged_at": carry.diverged_at}
+
+    return train

@@ -1,0 +1,185 @@
+"""Pairing, relative change, intervals, Holm and verdicts of harness.analysis on synthetic runs."""
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from harness.analysis import (CONVENTIONS, holm, paired, relative_change, to_markdown,
+                              transfer_table)
+
+TASKS = {"acc": ("accuracy", False), "err": ("mse", True), "aux": ("accuracy", False)}
+
+
+def run(kind, config, seed, values, status="ok", cfg=None, label=""):
+    """One row of the runs table as harness.results.collect would produce it."""
+    row = {"kind": kind, "config_hash": config, "label": label, "seed": seed, "status": status,
+           "diverged_step": 50.0 if status == "diverged" else math.nan,
+           "task": next(iter(values)) if kind == "stl" else None,
+           "compile_s": 1.0, "run_s": 2.0, "cfg.data.name": "toy"}
+    for task, (metric, lower) in TASKS.items():
+        value = values.get(task, math.nan) if status == "ok" else math.nan
+        row.update({f"test.{task}": value, f"val.{task}": value, f"metric.{task}": metric,
+                    f"lower_is_better.{task}": lower,
+                    f"baseline.{task}": f"stl-{task}" if kind == "mtl" and task in values
+                    else None})
+    row.update({f"cfg.{k}": v for k, v in (cfg or {}).items()})
+    return row
+
+
+def mtl(config, values, failed=None, **cfg):
+    """Rows of one mtl config; values[task][seed], None = no run; failed: {seed: status}."""
+    failed = failed or {}
+    seeds = range(max(len(v) for v in values.values()))
+    return [run("mtl", config, s, {t: v[s] for t, v in values.items()}, failed.get(s, "ok"), cfg,
+                label=",".join(f"{k}={v}" for k, v in cfg.items()))
+            for s in seeds if any(v[s] is not None for v in values.values())]
+
+
+def stl(task, values, failed=None):
+    """Rows of the baseline of one task; values[seed], None = no run."""
+    failed = failed or {}
+    return [run("stl", f"stl-{task}", s, {task: v}, failed.get(s, "ok"))
+            for s, v in enumerate(values) if v is not None]
+
+
+def table_of(*groups):
+    return pd.DataFrame([row for group in groups for row in group])
+
+
+def test_sign_convention_positive_means_mtl_helped():
+    runs = table_of(stl("acc", [0.8] * 3), stl("err", [2.0] * 3),
+                    mtl("m", {"acc": [0.6] * 3, "err": [1.5] * 3}))
+    r = paired(runs).groupby("task")["r"].mean()
+    assert r["acc"] == pytest.approx(-25.0)  # accuracy fell: hurt
+    assert r["err"] == pytest.approx(25.0)  # mse fell: helped
+    assert relative_change(np.array([3.0]), np.array([-2.0]), False)[0] == pytest.approx(250.0)
+
+
+def test_pairs_by_seed_and_drops_missing_or_failed_seeds():
+    base = [0.5 + 0.05 * s for s in range(7)]
+    base[3] = None  # no baseline run for seed 3
+    runs = table_of(stl("acc", base, failed={5: "diverged"}),
+                    mtl("m", {"acc": [0.6 + 0.05 * s for s in range(7)]}, failed={4: "diverged"}))
+    runs = runs.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    p = paired(runs)
+    assert list(p.columns) == ["config_hash", "label", "task", "seed", "mtl", "stl", "r",
+                               "cfg.data.name"]
+    assert list(p["seed"]) == [0, 1, 2, 6]
+    expected = [(0.1 / (0.5 + 0.05 * s)) * 100 for s in (0, 1, 2, 6)]
+    np.testing.assert_allclose(p["r"], expected)
+    row = transfer_table(runs).iloc[0]
+    assert (row["n"], row["n_mtl_failed"]) == (4, 1)
+
+
+def test_duplicated_seed_is_an_error():
+    runs = table_of(stl("acc", [0.5, 0.5]), stl("acc", [0.5]), mtl("m", {"acc": [0.6, 0.6]}))
+    with pytest.raises(ValueError, match="stl-acc"):
+        paired(runs)
+
+
+def test_intervals_and_p_value_match_scipy():
+    mtl_acc = [1.01, 1.03, 0.99, 1.05]
+    runs = table_of(stl("acc", [1.0] * 4), mtl("m", {"acc": mtl_acc}))
+    row = transfer_table(runs).iloc[0]
+    r = np.array([1.0, 3.0, -1.0, 5.0])
+    half = stats.t.ppf(0.975, 3) * stats.sem(r)
+    assert (row["r_mean"], row["r_lo"], row["r_hi"]) == pytest.approx((2.0, 2 - half, 2 + half))
+    assert row["p_value"] == pytest.approx(stats.ttest_1samp(r, 0).pvalue)
+    lo, hi = stats.t.interval(0.95, 3, loc=np.mean(mtl_acc), scale=stats.sem(mtl_acc))
+    assert (row["mtl_lo"], row["mtl_hi"]) == pytest.approx((lo, hi))
+    narrow = transfer_table(runs, level=0.8).iloc[0]
+    assert narrow["r_hi"] - 2 == pytest.approx(stats.t.ppf(0.9, 3) * stats.sem(r))
+
+
+def test_holm_hand_example():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.02, math.nan, 0.5]), [0.04, math.nan, 0.5])
+    assert holm([0.6, 0.7]).max() == 1.0
+
+
+def test_holm_runs_across_tasks_of_one_config_only():
+    noise = np.array([0.0, 0.02, -0.01, 0.03, -0.02, 0.01])
+    baselines = (stl("acc", [0.8] * 6), stl("err", [1.0] * 6), stl("aux", [0.5] * 6))
+    a = mtl("a", {"acc": list(0.81 + noise), "err": list(0.97 + noise[::-1] / 2),
+                  "aux": list(0.5 + noise)}, depth=1)
+    b = mtl("b", {"acc": list(0.9 + noise)}, depth=2)
+    alone = transfer_table(table_of(*baselines, a))
+    p = alone["p_value"].to_numpy()
+    assert len(set(np.round(p, 6))) == 3 and 1e-4 < p.min() < p.max() < 0.9
+    order = np.argsort(p)
+    expected = np.empty(3)
+    expected[order[0]] = min(1, 3 * p[order[0]])
+    expected[order[1]] = max(expected[order[0]], min(1, 2 * p[order[1]]))
+    expected[order[2]] = max(expected[order[1]], min(1, p[order[2]]))
+    np.testing.assert_allclose(alone["p_holm"], expected)
+    both = transfer_table(table_of(*baselines, a, b))
+    np.testing.assert_allclose(both[both["config_hash"].eq("a")]["p_holm"], expected)
+
+
+def test_verdicts_on_constructed_data():
+    noise = np.array([0.0, 0.01, -0.01, 0.02, -0.02, 0.005])
+    runs = table_of(stl("acc", [0.8] * 6), stl("err", [1.0] * 6), stl("aux", [0.5] * 6),
+                    mtl("m", {"acc": list(0.88 + noise), "err": list(1.3 + noise),
+                              "aux": list(0.5 + noise)}))
+    verdicts = transfer_table(runs).set_index("task")["verdict"]
+    assert verdicts.to_dict() == {"acc": "positive", "err": "negative", "aux": "inconclusive"}
+
+
+def test_zero_variance_and_single_seed_do_not_crash():
+    runs = table_of(stl("acc", [0.8] * 3), stl("err", [1.0] * 3), stl("aux", [0.5] * 3),
+                    mtl("m", {"acc": [0.88] * 3, "err": [1.0] * 3, "aux": [0.6, None, None]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = transfer_table(runs).set_index("task")
+    assert t.loc["acc", "p_value"] == 0.0 and t.loc["acc", "verdict"] == "positive"
+    assert t.loc["acc", "r_lo"] == t.loc["acc", "r_hi"] == t.loc["acc", "r_mean"]
+    assert t.loc["err", "p_value"] == 1.0 and t.loc["err", "verdict"] == "inconclusive"
+    single = t.loc["aux"]
+    assert single["n"] == 1 and single["underpowered"] and single["verdict"] == "inconclusive"
+    assert math.isnan(single["r_lo"]) and math.isnan(single["p_value"])
+
+
+def test_delta_m_is_mean_of_per_task_means():
+    runs = table_of(stl("acc", [0.8, 0.8, 0.8]), stl("err", [2.0, 2.0, 2.0]),
+                    mtl("a", {"acc": [0.84, 0.88, 0.8], "err": [1.0, 1.5, 2.0]}, depth=1),
+                    mtl("b", {"acc": [0.8, 0.8, 0.8], "err": [3.0, 3.0, 3.0]}, depth=2),
+                    mtl("c", {"acc": [0.9] * 3, "err": [1.0] * 3},
+                        failed={0: "diverged", 1: "failed", 2: "diverged"}, depth=3))
+    t = transfer_table(runs)
+    for config, want in (("a", (5.0 + 25.0) / 2), ("b", (0.0 - 50.0) / 2)):
+        rows = t[t["config_hash"].eq(config)]
+        assert rows["delta_m"].tolist() == pytest.approx([want, want])
+        assert want == pytest.approx(rows["r_mean"].mean())
+    dead = t[t["config_hash"].eq("c")]
+    assert dead["n"].tolist() == [0, 0] and dead["n_mtl_failed"].tolist() == [3, 3]
+    assert dead["delta_m"].isna().all() and (dead["verdict"] == "inconclusive").all()
+
+
+def test_underpowered_below_five_seeds():
+    runs = table_of(stl("acc", [0.8] * 5), mtl("four", {"acc": [0.9, 0.9, 0.9, 0.9]}, depth=1),
+                    mtl("five", {"acc": [0.9] * 5}, depth=2))
+    flags = transfer_table(runs).set_index("config_hash")["underpowered"]
+    assert flags.to_dict() == {"four": True, "five": False}
+
+
+def test_markdown_shows_varying_columns_and_flags():
+    runs = table_of(stl("acc", [0.8] * 5),
+                    mtl("a", {"acc": [0.9] * 4}, **{"model.shared_depth": 1,
+                                                    "schedule.name": "joint"}),
+                    mtl("b", {"acc": [0.7, 0.72, 0.71, 0.69, 0.7]},
+                        **{"model.shared_depth": 2, "schedule.name": "joint"}))
+    text = to_markdown(transfer_table(runs))
+    header = text.splitlines()[0]
+    assert "shared_depth" in header and "verdict" in header and "delta_m" in header
+    assert "schedule" not in header and "toy" not in text
+    assert "positive, underpowered" in text and "| negative " in text
+    assert "[" in text and "cfg." not in text
+
+
+def test_conventions_text_states_the_rules():
+    for phrase in ("s_t = +1", "-1` where lower is better", "per task first", "Student-t",
+                   "95%", "Holm", "fewer than 5", "disagrees"):
+        assert phrase in CONVENTIONS
