@@ -189,8 +189,10 @@ def _sort(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def _short_names(columns: list[str]) -> dict[str, str]:
-    """Shortest dotted suffix of each cfg column that no other column shares."""
+    """Shortest dotted suffix of each cfg column that no other column shares; a group's
+    `name` field is shown as the group (`schedule`, not `name`)."""
     parts = {c: c.removeprefix("cfg.").split(".") for c in columns}
+    parts = {c: p[:-1] if len(p) > 1 and p[-1] == "name" else p for c, p in parts.items()}
     names = {}
     for c, p in parts.items():
         for k in range(1, len(p) + 1):

@@ -3,7 +3,7 @@ program), train or reuse the matched single-task baselines, write one record per
 
 Single-task baseline of task t for a multi-task config: the same data (generated with every
 task, then only t kept), seeds, step budget, optimiser and learning rate, and the task's own
-tower: the model with nothing shared (`single_task_model`), trained jointly with equal weights.
+tower (the model config's `single_task()`), trained alone with equal weights.
 """
 from __future__ import annotations
 
@@ -37,14 +37,9 @@ def build_source(run: RunConfig) -> DataSource:
     return select_tasks(source, getattr(run.data, "tasks", None))
 
 
-def single_task_model(model_cfg: Any) -> Any:
-    """The task's own tower: the same model with nothing shared."""
-    return dataclasses.replace(model_cfg, shared_depth=0)
-
-
 def single_task(run: RunConfig, task: str) -> RunConfig:
     return dataclasses.replace(
-        run, data=dataclasses.replace(run.data, tasks=[task]), model=single_task_model(run.model),
+        run, data=dataclasses.replace(run.data, tasks=[task]), model=run.model.single_task(),
         method=EqualConfig(), schedule=ScheduleConfig(name="joint"))
 
 
@@ -52,8 +47,20 @@ def only(data: Dataset, task: str) -> Dataset:
     return Dataset(*(Split(s.x, {task: s.y[task]}) for s in data))
 
 
+def param_count(model) -> dict[str, Any]:
+    """Parameter counts: total, shared, and each task's own."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+
+    def count(tree):
+        return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(tree)))
+
+    return {"total": count(shapes), "shared": count(shapes["shared"]),
+            "tasks": {name: count(sub) for name, sub in shapes["tasks"].items()}}
+
+
 def hparams(run: RunConfig) -> dict:
-    return {"optim": dynamic_values(run.optim), "method": dynamic_values(run.method)}
+    return {"optim": dynamic_values(run.optim), "method": dynamic_values(run.method),
+            "model": dynamic_values(run.model)}
 
 
 def execute(run: RunConfig, tasks, data: Dataset, seeds: list[int]) -> tuple[dict, float, float]:
@@ -66,6 +73,7 @@ def execute(run: RunConfig, tasks, data: Dataset, seeds: list[int]) -> tuple[dic
     compiled = fn.lower(keys, hp, data).compile()
     t1 = time.perf_counter()
     out = jax.device_get(jax.block_until_ready(compiled(keys, hp, data)))
+    out.pop("final")  # parameters are not part of a record
     return out, t1 - t0, time.perf_counter() - t1
 
 
@@ -103,17 +111,15 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
     """
     source = build_source(run)
     tasks = source.tasks
+    model, _ = build_parts(run, tasks, source.input_dim)
+    stl_runs = {t.name: single_task(run, t.name) for t in tasks} if run.baselines else {}
+    stl_models = {t.name: build_parts(stl_runs[t.name], (t,), source.input_dim)[0]
+                  for t in tasks if t.name in stl_runs}
     if run.compile_cache:
         enable_compile_cache(run.compile_cache)
-    build_parts(run, tasks, source.input_dim)
-    stl_runs = {t.name: single_task(run, t.name) for t in tasks} if run.baselines else {}
-    for t in tasks:
-        if t.name in stl_runs:
-            build_parts(stl_runs[t.name], (t,), source.input_dim)
     data_hp = {k: jnp.asarray(v) for k, v in dynamic_values(run.data).items()}
     data = jax.jit(source.generate)(jax.random.key(getattr(run.data, "seed", 0)), data_hp)
-    env = {**environment(), "data_info": source.describe(data),
-           "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
+    env = {**environment(), "data_info": source.describe(data)}
     seeds = list(range(run.seed, run.seed + run.seeds))
     written = []
 
@@ -128,9 +134,10 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
         todo = [s for s in seeds if s not in existing_seeds(out_dir, h, seeds)]
         if todo:
             out, c, r = execute(stl, (t,), only(data, t.name), todo)
-            common = {"kind": "stl", "config": dataclasses.asdict(stl), "config_hash": h, "label": f"stl:{t.name}",
-                      "task": t.name, "tasks": [t.name], **env,
-                      "task_specs": {t.name: dataclasses.asdict(t)}}
+            common = {"kind": "stl", "config": dataclasses.asdict(stl), "config_hash": h,
+                      "label": f"stl:{t.name}", "task": t.name, "tasks": [t.name], **env,
+                      "task_specs": {t.name: dataclasses.asdict(t)},
+                      "param_count": param_count(stl_models[t.name])}
             for rec in records(stl, (t,), out, todo, {"compile_s": c, "run_s": r, "batch": len(todo)}, common):
                 write_json(record_path(out_dir, rec["seed"]), rec)
                 written.append(record_path(out_dir, rec["seed"]))
@@ -143,7 +150,8 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
         rel_base = Path(_relative(baseline_dir, runs_dir))
         common = {"kind": "mtl", "config": dataclasses.asdict(run), "config_hash": h, "label": label, "task": None,
                   "tasks": [t.name for t in tasks], "baselines": baselines,
-                  "baseline_dir": str(rel_base), **env}
+                  "baseline_dir": str(rel_base), **env, "param_count": param_count(model),
+                  "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
         for rec in records(run, tasks, out, todo, {"compile_s": c, "run_s": r, "batch": len(todo)}, common):
             write_json(record_path(runs_dir, rec["seed"]), rec)
             written.append(record_path(runs_dir, rec["seed"]))

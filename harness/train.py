@@ -44,7 +44,7 @@ def build_parts(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> 
     if run.schedule.name not in method.schedules:
         raise bad("method", run.method.name,
                   f"works with schedule {' or '.join(method.schedules)}, not {run.schedule.name} "
-                  "(with one task per step it reduces to a plain single-task step)")
+                  "(its docstring says why)")
     return model, method
 
 
@@ -67,17 +67,17 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
     needs = method.needs if shared_size > 0 else Needs.LOSSES
     eye = jnp.eye(num_tasks)
 
-    def gradients(params, x, y, mstate, key, hp, active):
-        z, trunk_vjp = jax.vjp(lambda sp: model.trunk(sp, x), params["shared"])
+    def gradients(params, x, y, mstate, key, hp, hp_model, active):
+        z, trunk_vjp = jax.vjp(lambda p: model.trunk(p, x), params)
         losses, heads_vjp = jax.vjp(lambda tp, zz: heads_losses(tp, zz, y), params["tasks"], z)
         if needs is Needs.LOSSES:
             G, unravel = None, None
         else:
-            gz = jax.vmap(lambda c: heads_vjp(c)[1])(eye)  # (T, B, Z)
+            gz = jax.vmap(lambda c: heads_vjp(c)[1])(eye)  # per-task cotangents of z
             if needs is Needs.REPR_GRADS:
-                G, unravel = gz.reshape(num_tasks, -1), None
+                G, unravel = jax.vmap(lambda tree: ravel_pytree(tree)[0])(gz), None
             else:
-                gshared = jax.vmap(lambda g: trunk_vjp(g)[0])(gz)
+                gshared = jax.vmap(lambda g: trunk_vjp(g)[0]["shared"])(gz)
                 if needs is Needs.LAST_SHARED_GRADS:
                     gshared = model.last_shared(gshared)
                 G = jax.vmap(lambda tree: ravel_pytree(tree)[0])(gshared)
@@ -89,13 +89,30 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
             out = method.update(jax.lax.stop_gradient(losses), G, mstate, key, hp)
         weights = out.weights * active
         g_tasks, g_z = heads_vjp(weights.astype(losses.dtype))
+        (grads,) = trunk_vjp(g_z)
+        grads = {"shared": grads["shared"], "tasks": jax.tree.map(jnp.add, grads["tasks"], g_tasks)}
         if out.direction is not None and unravel is not None:
-            g_shared = unravel(out.direction)
-        else:
-            (g_shared,) = trunk_vjp(g_z)
-        return losses, {"shared": g_shared, "tasks": g_tasks}, out._replace(weights=weights)
+            grads["shared"] = unravel(out.direction)
+        if model.penalty is not None:
+            grads = jax.tree.map(jnp.add, grads, jax.grad(model.penalty)(params, hp_model))
+        return losses, grads, out._replace(weights=weights)
 
     return gradients
+
+
+def method_grad_dim(model: Model, method: Method, shared_shapes, input_dim: int, batch: int) -> int:
+    """P, the width of the gradients the method will receive (0 when it gets none)."""
+    def size(tree):
+        return int(sum(leaf.size for leaf in jax.tree.leaves(tree)))
+
+    if method.needs is Needs.LOSSES or size(shared_shapes) == 0:
+        return 0
+    if method.needs is Needs.SHARED_GRADS:
+        return size(shared_shapes)
+    if method.needs is Needs.LAST_SHARED_GRADS:
+        return size(model.last_shared(shared_shapes))
+    x = jax.ShapeDtypeStruct((batch, input_dim), jnp.float32)
+    return size(jax.eval_shape(lambda k, xx: model.trunk(model.init(k), xx), jax.random.key(0), x))
 
 
 def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split) -> tuple[jax.Array, jax.Array]:
@@ -109,9 +126,10 @@ def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split) ->
 def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, train_size: int) -> Callable:
     """Build `train(key, hparams, data) -> outputs` for one static configuration.
 
-    hparams = {"optim": {...}, "method": {...}} (dynamic values as arrays).
+    hparams = {"optim": {...}, "method": {...}, "model": {...}} (dynamic values as arrays).
     outputs = {"val", "test", "val_loss", "train_loss", "weights": (E, T) per evaluation;
-               "diverged_at": int32 scalar}.
+               "diverged_at": int32 scalar; "final": the last Carry (params, optimiser state,
+               method state)}.
     """
     model, method = build_parts(run, tasks, input_dim)
     num_tasks, steps, K, B = len(tasks), run.train.steps, run.train.eval_every, run.train.batch_size
@@ -125,28 +143,60 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
     shared_shapes = jax.eval_shape(model.init, jax.random.key(0))["shared"]
     shared_size = sum(leaf.size for leaf in jax.tree.leaves(shared_shapes))
     gradients = make_gradients(model, method, tasks, shared_size)
+    grad_dim = method_grad_dim(model, method, shared_shapes, input_dim, B)
+    # Shared groups and the task indices using each; None: one group serving every task.
+    if model.shared_groups is None:
+        group_users = {None: None}
+    else:
+        group_users = {g: jnp.asarray([names.index(n) for n in users])
+                       for g, users in model.shared_groups.items()}
+
+    def per_group(fn, *trees):
+        """fn(group, *subtrees) for each shared group, returned as a tuple of per-group outputs
+        reassembled in the shape of params["shared"]; the whole tree when there are no groups."""
+        if model.shared_groups is None:
+            return fn(None, *trees)
+        outs = {g: fn(g, *(t[g] for t in trees)) for g in model.shared_groups}
+        first = next(iter(outs.values()))
+        if isinstance(first, tuple):
+            return tuple({g: o[i] for g, o in outs.items()} for i in range(len(first)))
+        return outs
 
     def train(key: jax.Array, hp: dict, data: Dataset) -> dict:
         tx = make_direction(run.optim, hp["optim"])
         lr_at = make_learning_rate(run.optim, hp["optim"], steps)
-        params = model.init(jax.random.fold_in(key, INIT))
-        shared_state = tx.init(params["shared"])
-        if per_task_state:  # one set of moments of the shared layers per task, as one optimiser per task
-            shared_state = jax.tree.map(lambda s: jnp.stack([s] * num_tasks), shared_state)
-        opt = {"shared": shared_state, "tasks": {n: tx.init(params["tasks"][n]) for n in names}}
-        carry = Carry(params, opt, method.init(num_tasks), jnp.asarray(-1, jnp.int32))
         k_batch, k_method, k_sched = (jax.random.fold_in(key, tag) for tag in (BATCH, METHOD, SCHEDULE))
+
+        def init_group(group, sub):
+            state = tx.init(sub)
+            if per_task_state:  # one set of moments per task, as with one optimiser per task
+                state = jax.tree.map(lambda leaf: jnp.stack([leaf] * num_tasks), state)
+            return state
 
         def update_group(state, g, p, lr):
             u, new_state = tx.update(g, state, p)
             return jax.tree.map(lambda pp, uu: pp - lr * uu, p, u), new_state
+
+        def update_shared(group, state, g, p, lr, active):
+            users = group_users[group]
+            if per_task_state:
+                a = jnp.argmax(active)
+                new_p, state_a = update_group(jax.tree.map(lambda st: st[a], state), g, p, lr)
+                new_state = jax.tree.map(lambda st, n: st.at[a].set(n), state, state_a)
+            else:
+                new_p, new_state = update_group(state, g, p, lr)
+            if joint or users is None:
+                return new_p, new_state
+            # A group shared by some tasks only moves on their steps (bit-identical otherwise).
+            return select(jnp.max(active[users]) > 0, (new_p, new_state), (p, state))
 
         def step(carry: Carry, s):
             params, opt, mstate, diverged_at = carry
             idx = jax.random.randint(jax.random.fold_in(k_batch, s), (B,), 0, train_size)
             x, y = data.train.x[idx], {n: data.train.y[n][idx] for n in names}
             active = selector(jax.random.fold_in(k_sched, s), s)
-            losses, grads, out = gradients(params, x, y, mstate, jax.random.fold_in(k_method, s), hp["method"], active)
+            losses, grads, out = gradients(params, x, y, mstate, jax.random.fold_in(k_method, s),
+                                           hp["method"], hp["model"], active)
             grads = clip(grads, run.optim.clip_norm)
             lr = lr_at(s)
             new_tasks, new_task_opt = {}, {}
@@ -155,13 +205,9 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
                 if not joint:  # inactive tasks keep parameters and optimiser state bit-identical
                     p_n, s_n = select(active[i] > 0, (p_n, s_n), (params["tasks"][n], opt["tasks"][n]))
                 new_tasks[n], new_task_opt[n] = p_n, s_n
-            if per_task_state:
-                a = jnp.argmax(active)
-                state_a = jax.tree.map(lambda st: st[a], opt["shared"])
-                new_shared, state_a = update_group(state_a, grads["shared"], params["shared"], lr)
-                shared_opt = jax.tree.map(lambda st, n: st.at[a].set(n), opt["shared"], state_a)
-            else:
-                new_shared, shared_opt = update_group(opt["shared"], grads["shared"], params["shared"], lr)
+            new_shared, shared_opt = per_group(
+                lambda group, st, g, p: update_shared(group, st, g, p, lr, active),
+                opt["shared"], grads["shared"], params["shared"])
             new = ({"shared": new_shared, "tasks": new_tasks}, {"shared": shared_opt, "tasks": new_task_opt}, out.state)
             finite = jnp.all(jnp.isfinite(losses))
             healthy = (diverged_at < 0) & finite
@@ -169,6 +215,11 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
             params, opt, mstate = select(healthy, new, (params, opt, mstate))
             diverged_at = jnp.where((diverged_at < 0) & ~finite, s, diverged_at).astype(jnp.int32)
             return Carry(params, opt, mstate, diverged_at), (losses, out.weights)
+
+        params = model.init(jax.random.fold_in(key, INIT))
+        opt = {"shared": per_group(init_group, params["shared"]),
+               "tasks": {n: tx.init(params["tasks"][n]) for n in names}}
+        carry = Carry(params, opt, method.init(num_tasks, grad_dim), jnp.asarray(-1, jnp.int32))
 
         def chunk(carry: Carry, start):
             carry, (losses, weights) = jax.lax.scan(step, carry, start + jnp.arange(K))
@@ -180,6 +231,6 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
                            "train_loss": losses.mean(0), "weights": weights.mean(0)}
 
         carry, curves = jax.lax.scan(chunk, carry, jnp.arange(steps // K) * K)
-        return {**curves, "diverged_at": carry.diverged_at}
+        return {**curves, "diverged_at": carry.diverged_at, "final": carry}
 
     return train

@@ -43,7 +43,8 @@ class MethodOutput(NamedTuple):
 
 class Method(NamedTuple):
     """needs: what `update` receives as `grads`.
-    init(num_tasks) -> state.
+    init(num_tasks, grad_dim) -> state; grad_dim is P, the width of the `grads` that `update`
+        will receive (0 for LOSSES methods), so states such as gradient averages have fixed shapes.
     update(losses (T,), grads (T, P) or None, state, key, hparams) -> MethodOutput.
         `hparams` maps each dynamic field of the method's config to a scalar array.
     schedules: the schedules this method makes sense with ("joint", "alternate"). Under
@@ -54,7 +55,7 @@ class Method(NamedTuple):
     """
 
     needs: Needs
-    init: Callable[[int], PyTree]
+    init: Callable[[int, int], PyTree]
     update: Callable[[jax.Array, jax.Array | None, PyTree, jax.Array, dict[str, jax.Array]], MethodOutput]
     schedules: tuple[str, ...] = ("joint", "alternate")
     on_eval: Callable[[PyTree, jax.Array, dict[str, jax.Array]], PyTree] | None = None

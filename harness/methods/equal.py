@@ -21,7 +21,7 @@ class EqualConfig:
 
 
 def build(cfg: EqualConfig, tasks: tuple[TaskSpec, ...]) -> Method:
-    def init(num_tasks):
+    def init(num_tasks: int, grad_dim: int):
         return ()
 
     def update(losses, grads, state, key, hparams):

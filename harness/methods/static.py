@@ -37,7 +37,7 @@ def check(cfg: StaticConfig, tasks: tuple[TaskSpec, ...]) -> None:
 def build(cfg: StaticConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     check(cfg, tasks)
 
-    def init(num_tasks):
+    def init(num_tasks: int, grad_dim: int):
         return ()
 
     def update(losses, grads, state, key, hparams):

@@ -17,20 +17,33 @@ Params = dict[str, Any]
 
 class Model(NamedTuple):
     """init(key) -> params.
-    trunk(shared_params, x) -> z, the shared representation ((B, Z); x itself when nothing is shared).
+    trunk(params, x) -> z, the representation the task heads read (any pytree of arrays; x
+        itself when nothing is shared). It receives all parameters, since some models (e.g.
+        cross-stitch) mix task-owned layers inside the trunk.
     heads(task_params, z) -> {task: output (B, output_size)}.
-    The full forward pass is heads(params["tasks"], trunk(params["shared"], x)).
+    The full forward pass is heads(params["tasks"], trunk(params, x)).
     last_shared(shared_tree) -> the subtree of the last shared layer (GradNorm's W); it must
-    accept the tree with a leading task axis on every leaf.
+        accept the tree with a leading task axis on every leaf.
+    penalty(params, hparams) -> scalar added to the training loss (e.g. soft sharing's coupling
+        of towers), or None. `hparams` holds the model config's dynamic fields.
+    shared_groups: None when every shared parameter serves every task; otherwise
+        params["shared"] is a dict {group: subtree} and shared_groups maps each group to the
+        names of the tasks that use it (task trees). Under the alternate schedule a group moves
+        only on steps of one of its tasks, like a task's own parameters.
+
+    Every model config dataclass has a `single_task()` method returning the config of one
+    task's own model (its matched single-task baseline), which the driver trains alone.
     """
 
     init: Callable[[jax.Array], Params]
-    trunk: Callable[[Any, jax.Array], jax.Array]
-    heads: Callable[[dict[str, Any], jax.Array], dict[str, jax.Array]]
+    trunk: Callable[[Params, jax.Array], Any]
+    heads: Callable[[dict[str, Any], Any], dict[str, jax.Array]]
     last_shared: Callable[[Any], Any] = lambda shared: shared
+    penalty: Callable[[Params, dict[str, jax.Array]], jax.Array] | None = None
+    shared_groups: dict[str, tuple[str, ...]] | None = None
 
     def apply(self, params: Params, x: jax.Array) -> dict[str, jax.Array]:
-        return self.heads(params["tasks"], self.trunk(params["shared"], x))
+        return self.heads(params["tasks"], self.trunk(params, x))
 
 
 # name -> Entry(config dataclass, build(cfg, tasks, input_dim) -> Model)

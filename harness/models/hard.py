@@ -11,6 +11,7 @@ tower is therefore bit-identical whether the task is trained alone or beside oth
 """
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 
@@ -39,6 +40,10 @@ class HardConfig:
     width: int = 64
     shared_depth: int = 1  # k in 0..L: the first k hidden layers are shared
     activation: str = "relu"
+
+    def single_task(self) -> "HardConfig":
+        """A task's own tower: the same MLP with nothing shared."""
+        return dataclasses.replace(self, shared_depth=0)
 
 
 class Stack(nnx.Module):
@@ -100,8 +105,8 @@ def build(cfg: HardConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model
         nnx.replace_by_pure_dict(state, pure)
         return nnx.merge(graphdef, state)
 
-    def trunk(shared, x):
-        return merge(trunk_def, trunk_state, shared)(x) if k > 0 else x
+    def trunk(params, x):
+        return merge(trunk_def, trunk_state, params["shared"])(x) if k > 0 else x
 
     def heads(towers, z):
         return {name: merge(gd, st, towers[name])(z) for name, (gd, st) in tower_defs.items()}

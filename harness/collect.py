@@ -1,0 +1,23 @@
+"""`python -m harness.collect <sweep_dir>`: tabulate any sweep directory, also one that died midway."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.callbacks import finish
+from harness.cli import report_error
+from harness.errors import bad
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 1:
+        print("usage: python -m harness.collect <sweep_dir>", file=sys.stderr)
+        sys.exit(2)
+    sweep_dir = Path(argv[0])
+    if not sweep_dir.is_dir():
+        report_error(bad("sweep_dir", str(sweep_dir), "an existing directory of run records"))
+    finish(sweep_dir, title=f"Sweep: {sweep_dir.name}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,60 @@
+"""Loss-weighting and gradient-aggregation methods, one module each, registered in METHODS.
+
+Importing this package fills the registry. `aggregate` runs one method on one set of task
+gradients, for notebooks, tests and quick comparisons.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from harness.data.base import regression
+from harness.methods import (  # noqa: F401  (each module registers itself)
+    aligned_mtl,
+    base,
+    cagrad,
+    dwa,
+    equal,
+    famo,
+    gls,
+    gradnorm,
+    gradvac,
+    imtl,
+    mgda,
+    mgda_ub,
+    nash_mtl,
+    pcgrad,
+    rlw,
+    static,
+    uncertainty,
+    upgrad,
+    validation_weighting,
+)
+from harness.methods.base import METHODS, Needs
+from harness.schema import dynamic_values
+
+
+def aggregate(name: str, grads: jax.Array, losses: jax.Array | None = None, **hparams) -> jax.Array:
+    """One update of method `name` from a fresh state: the combined direction (P,).
+
+    grads: (T, P) task gradients; losses: (T,), ones when omitted. `hparams` override the
+    method's config defaults (static and dynamic fields alike). Weight-only methods return
+    weights @ grads. The key is fixed, so random methods give repeatable answers.
+
+    >>> import jax.numpy as jnp
+    >>> g = jnp.array([[1.0, 0.0], [-1.0, 1.0]])  # conflicting: g1 . g2 = -1
+    >>> aggregate("pcgrad", g).tolist()  # g1' = (0.5, 0.5), g2' = (0, 1)
+    [0.5, 1.5]
+    >>> [round(x, 4) for x in aggregate("mgda", g).tolist()]  # min-norm point of [g1, g2]
+    [0.2, 0.4]
+    """
+    entry = METHODS.get(name)
+    cfg = entry.schema(**hparams)
+    grads = jnp.asarray(grads, jnp.float32)
+    num_tasks = grads.shape[0]
+    method = entry.build(cfg, tuple(regression(f"task{t}") for t in range(num_tasks)))
+    losses = jnp.ones((num_tasks,), jnp.float32) if losses is None else jnp.asarray(losses, jnp.float32)
+    values = {k: jnp.asarray(v) for k, v in dynamic_values(cfg).items()}
+    given = None if method.needs is Needs.LOSSES else grads
+    out = method.update(losses, given, method.init(num_tasks, 0 if given is None else given.shape[1]), jax.random.key(0), values)
+    return out.weights @ grads if out.direction is None else out.direction

@@ -1,0 +1,80 @@
+"""The command line end to end, as a user runs it (subprocesses)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SMALL = ["seeds=2", "train.steps=20", "train.eval_every=10", "data.n_train=64", "data.n_val=32",
+         "data.n_test=32", "compile_cache=null"]
+
+
+def harness(args: list[str], cwd: Path, module: str = "harness") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def records(root: Path) -> dict[str, dict]:
+    return {str(p.relative_to(root)): json.loads(p.read_text()) for p in root.rglob("seed_*.json")}
+
+
+@pytest.mark.parametrize("args,key", [
+    (["method=nope"], "method='nope'"),
+    (["-m", "schedule=joint,nope"], "schedule='nope'"),
+    (["model.shared_depth=9"], "model.shared_depth=9"),
+    (["optim.lr=0"], "optim.lr=0"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, args, key):
+    res = harness(args + SMALL + [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0]
+    assert not list(tmp_path.rglob("seed_*.json")) and not list(tmp_path.rglob("transfer.*"))
+
+
+def test_sweep_writes_table_resumes_without_duplicates_and_collects(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "model.shared_depth=0,1", "schedule=joint,alternate", *SMALL, f"hydra.sweep.dir={sweep}"]
+    first = harness(args, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "table:" in first.stdout and (sweep / "transfer.md").exists()
+    jobs = [p.name for p in sweep.iterdir() if (p / "runs").is_dir()]
+    assert len(jobs) == 4  # one directory per job, named by its overrides
+    for depth in (0, 1):
+        for schedule in ("joint", "alternate"):
+            assert sum(f"model.shared_depth={depth}," in j and f"schedule={schedule}," in j for j in jobs) == 1
+    table = pd.read_parquet(sweep / "transfer.parquet")
+    assert len(table) == 4 * 2 and set(table["n"]) == {2}
+    runs = pd.read_parquet(sweep / "runs.parquet")
+    assert len(runs) == 4 * 2 + 2 * 2  # mtl runs + one baseline per task and seed, shared by all jobs
+
+    before = records(sweep)
+    job = next(j for j in jobs if "model.shared_depth=1," in j and "schedule=joint," in j)
+    (sweep / job / "runs" / "seed_1.json").unlink()  # a lost run
+    second = harness(args, tmp_path)
+    assert second.returncode == 0, second.stderr
+    after = records(sweep)
+    assert after.keys() == before.keys()  # the lost run is back, nothing duplicated
+    redone = f"{job}/runs/seed_1.json"
+    assert after[redone]["metrics"] == before[redone]["metrics"]
+    kept = [k for k in before if k != redone]
+    assert all(after[k]["timing"] == before[k]["timing"] for k in kept)  # not retrained
+
+    (sweep / "transfer.md").unlink()
+    collected = harness([str(sweep)], tmp_path, module="harness.collect")
+    assert collected.returncode == 0, collected.stderr
+    assert (sweep / "transfer.md").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(sweep / "transfer.parquet"), table)
+
+
+def test_same_command_twice_gives_identical_metrics(tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        res = harness(["schedule=alternate", *SMALL, f"hydra.run.dir={tmp_path}/{name}"], tmp_path)
+        assert res.returncode == 0, res.stderr
+        outs.append({k: v["metrics"] for k, v in records(tmp_path / name).items()})
+    assert outs[0] == outs[1] and len(outs[0]) == 2 + 4
