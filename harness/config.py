@@ -55,6 +55,11 @@ class TrainConfig:
     batch_size: int = 128
     eval_every: int = 100
     select: str = "final"  # final | best (per task, the evaluation with the best val metric)
+    # Per step: cosine between task gradients on the shared parameters, conflicts, norms
+    # (costs one backward pass per task when the method does not need them anyway).
+    diagnostics: bool = False
+    # Per step: TAG inter-task affinity from a lookahead step per task (Fifty et al. 2021).
+    affinity: bool = False
 
 
 @dataclass

@@ -90,8 +90,17 @@ def records(run: RunConfig, tasks, out: dict, seeds: list[int], timing: dict, co
         pick = (np.argmax(val * orient, axis=0) if run.train.select == "best"
                 else np.full(len(tasks), E - 1))
         curves = {"steps": steps}
-        for key in ("val", "test", "val_loss", "train_loss", "weights"):
-            curves[key] = {t.name: out[key][i][:, j].tolist() for j, t in enumerate(tasks)}
+        for key in ("val", "test", "val_loss", "train_loss", "weights", "grad_norm"):
+            if key in out:
+                curves[key] = {t.name: out[key][i][:, j].tolist() for j, t in enumerate(tasks)}
+        names = [t.name for t in tasks]
+        for key in ("grad_cos", "conflict"):  # symmetric: one entry per unordered pair
+            if key in out:
+                curves[key] = {f"{a}|{b}": out[key][i][:, ia, ib].tolist()
+                               for ia, a in enumerate(names) for ib, b in enumerate(names) if ia < ib}
+        if "affinity" in out:  # Z[a -> b]: a step on a, effect on b
+            curves["affinity"] = {f"{a}>{b}": out["affinity"][i][:, ia, ib].tolist()
+                                  for ia, a in enumerate(names) for ib, b in enumerate(names) if ia != ib}
         metrics = {split: {t.name: (float(arr[pick[j], j]) if ok else None) for j, t in enumerate(tasks)}
                    for split, arr in (("val", val), ("test", test))}
         recs.append({

@@ -56,32 +56,41 @@ def task_losses(model: Model, tasks: tuple[TaskSpec, ...]):
     return heads_losses
 
 
-def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], shared_size: int):
-    """(params, x, y, method_state, key, hparams, active) -> (losses, grads, MethodOutput).
+def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], shared_size: int,
+                   diagnostics: bool = False, affinity: bool = False):
+    """(params, x, y, method_state, key, hparams, model_hparams, active, lr)
+    -> (losses, grads, MethodOutput, probes).
 
-    One forward pass. Per-task gradients, when the method needs them, come from a vmap over
-    one-hot cotangents of that pass; the final gradient is one more backward with the weights.
+    One forward pass. Per-task gradients, when the method (or a probe) needs them, come from a
+    vmap over one-hot cotangents of that pass; the final gradient is one more backward with the
+    weights. probes: {"cos" (T, T), "norm" (T,)} with diagnostics, {"affinity" (T, T)} with
+    affinity; empty otherwise.
     """
     num_tasks = len(tasks)
     heads_losses = task_losses(model, tasks)
     needs = method.needs if shared_size > 0 else Needs.LOSSES
+    probing = shared_size > 0 and (diagnostics or affinity)
     eye = jnp.eye(num_tasks)
 
-    def gradients(params, x, y, mstate, key, hp, hp_model, active):
+    def gradients(params, x, y, mstate, key, hp, hp_model, active, lr):
         z, trunk_vjp = jax.vjp(lambda p: model.trunk(p, x), params)
         losses, heads_vjp = jax.vjp(lambda tp, zz: heads_losses(tp, zz, y), params["tasks"], z)
-        if needs is Needs.LOSSES:
-            G, unravel = None, None
-        else:
+        G, unravel, probes = None, None, {}
+        if needs is not Needs.LOSSES or probing:
             gz = jax.vmap(lambda c: heads_vjp(c)[1])(eye)  # per-task cotangents of z
             if needs is Needs.REPR_GRADS:
-                G, unravel = jax.vmap(lambda tree: ravel_pytree(tree)[0])(gz), None
-            else:
+                G = jax.vmap(lambda tree: ravel_pytree(tree)[0])(gz)
+            if needs in (Needs.SHARED_GRADS, Needs.LAST_SHARED_GRADS) or probing:
                 gshared = jax.vmap(lambda g: trunk_vjp(g)[0]["shared"])(gz)
-                if needs is Needs.LAST_SHARED_GRADS:
-                    gshared = model.last_shared(gshared)
-                G = jax.vmap(lambda tree: ravel_pytree(tree)[0])(gshared)
-                unravel = ravel_pytree(jax.tree.map(lambda a: a[0], gshared))[1]
+                flat = jax.vmap(lambda tree: ravel_pytree(tree)[0])(gshared)
+                if needs is Needs.SHARED_GRADS:
+                    G, unravel = flat, ravel_pytree(jax.tree.map(lambda a: a[0], gshared))[1]
+                elif needs is Needs.LAST_SHARED_GRADS:
+                    G = jax.vmap(lambda tree: ravel_pytree(tree)[0])(model.last_shared(gshared))
+                if diagnostics:
+                    probes.update(gradient_probes(flat))
+                if affinity:
+                    probes["affinity"] = lookahead_affinity(model, heads_losses, params, gshared, x, y, losses, lr)
         if needs is Needs.LOSSES and method.needs is not Needs.LOSSES:
             # Nothing is shared: a gradient method has nothing to combine; plain sum of losses.
             out = MethodOutput(jnp.ones_like(losses), None, mstate, {})
@@ -95,9 +104,29 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
             grads["shared"] = unravel(out.direction)
         if model.penalty is not None:
             grads = jax.tree.map(jnp.add, grads, jax.grad(model.penalty)(params, hp_model))
-        return losses, grads, out._replace(weights=weights)
+        return losses, grads, out._replace(weights=weights), probes
 
     return gradients
+
+
+def gradient_probes(G: jax.Array) -> dict[str, jax.Array]:
+    """Cosine similarity between task gradients (T, T) and their norms (T,)."""
+    norms = jnp.linalg.norm(G, axis=1)
+    cos = (G @ G.T) / jnp.maximum(norms[:, None] * norms[None, :], 1e-12)
+    return {"cos": cos, "norm": norms}
+
+
+def lookahead_affinity(model: Model, heads_losses, params, gshared, x, y, losses, lr) -> jax.Array:
+    """TAG inter-task affinity (Fifty et al. 2021, "Efficiently Identifying Task Groupings"):
+    Z[i, j] = (1 - L_j(shared after an SGD step on task i alone) / L_j(now)) / lr, on the
+    same batch. Positive: a step on i lowers j's loss."""
+    def after_step_on(g_i):
+        shared = jax.tree.map(lambda p, g: p - lr * g, params["shared"], g_i)
+        moved = {"shared": shared, "tasks": params["tasks"]}
+        return heads_losses(moved["tasks"], model.trunk(moved, x), y)
+
+    ahead = jax.vmap(after_step_on)(gshared)  # (T_i, T_j)
+    return (1.0 - ahead / losses[None, :]) / lr
 
 
 def method_grad_dim(model: Model, method: Method, shared_shapes, input_dim: int, batch: int) -> int:
@@ -127,7 +156,8 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
     """Build `train(key, hparams, data) -> outputs` for one static configuration.
 
     hparams = {"optim": {...}, "method": {...}, "model": {...}} (dynamic values as arrays).
-    outputs = {"val", "test", "val_loss", "train_loss", "weights": (E, T) per evaluation;
+    outputs = {"val", "test", "val_loss", "train_loss", "weights", "grad_norm": (E, T) per
+               evaluation; "grad_cos", "conflict", "affinity": (E, T, T) when probed;
                "diverged_at": int32 scalar; "final": the last Carry (params, optimiser state,
                method state)}.
     """
@@ -142,7 +172,7 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
     scores = jnp.asarray([-1.0 if t.lower_is_better else 1.0 for t in tasks])
     shared_shapes = jax.eval_shape(model.init, jax.random.key(0))["shared"]
     shared_size = sum(leaf.size for leaf in jax.tree.leaves(shared_shapes))
-    gradients = make_gradients(model, method, tasks, shared_size)
+    gradients = make_gradients(model, method, tasks, shared_size, run.train.diagnostics, run.train.affinity)
     grad_dim = method_grad_dim(model, method, shared_shapes, input_dim, B)
     # Shared groups and the task indices using each; None: one group serving every task.
     if model.shared_groups is None:
@@ -195,10 +225,10 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
             idx = jax.random.randint(jax.random.fold_in(k_batch, s), (B,), 0, train_size)
             x, y = data.train.x[idx], {n: data.train.y[n][idx] for n in names}
             active = selector(jax.random.fold_in(k_sched, s), s)
-            losses, grads, out = gradients(params, x, y, mstate, jax.random.fold_in(k_method, s),
-                                           hp["method"], hp["model"], active)
-            grads = clip(grads, run.optim.clip_norm)
             lr = lr_at(s)
+            losses, grads, out, probes = gradients(params, x, y, mstate, jax.random.fold_in(k_method, s),
+                                                   hp["method"], hp["model"], active, lr)
+            grads = clip(grads, run.optim.clip_norm)
             new_tasks, new_task_opt = {}, {}
             for i, n in enumerate(names):
                 p_n, s_n = update_group(opt["tasks"][n], grads["tasks"][n], params["tasks"][n], lr)
@@ -214,7 +244,7 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
             # A diverged run freezes where it was; its vmap siblings are unaffected.
             params, opt, mstate = select(healthy, new, (params, opt, mstate))
             diverged_at = jnp.where((diverged_at < 0) & ~finite, s, diverged_at).astype(jnp.int32)
-            return Carry(params, opt, mstate, diverged_at), (losses, out.weights)
+            return Carry(params, opt, mstate, diverged_at), (losses, out.weights, probes)
 
         params = model.init(jax.random.fold_in(key, INIT))
         opt = {"shared": per_group(init_group, params["shared"]),
@@ -222,13 +252,19 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
         carry = Carry(params, opt, method.init(num_tasks, grad_dim), jnp.asarray(-1, jnp.int32))
 
         def chunk(carry: Carry, start):
-            carry, (losses, weights) = jax.lax.scan(step, carry, start + jnp.arange(K))
+            carry, (losses, weights, probes) = jax.lax.scan(step, carry, start + jnp.arange(K))
             val, val_loss = evaluate(model, tasks, carry.params, data.val)
             test, _ = evaluate(model, tasks, carry.params, data.test)
             if method.on_eval is not None:
                 carry = carry._replace(method=method.on_eval(carry.method, val * scores, hp["method"]))
-            return carry, {"val": val, "test": test, "val_loss": val_loss,
-                           "train_loss": losses.mean(0), "weights": weights.mean(0)}
+            summary = {"val": val, "test": test, "val_loss": val_loss,
+                       "train_loss": losses.mean(0), "weights": weights.mean(0)}
+            if "cos" in probes:
+                summary.update(grad_cos=probes["cos"].mean(0), conflict=(probes["cos"] < 0).mean(0),
+                               grad_norm=probes["norm"].mean(0))
+            if "affinity" in probes:
+                summary["affinity"] = probes["affinity"].mean(0)
+            return carry, summary
 
         carry, curves = jax.lax.scan(chunk, carry, jnp.arange(steps // K) * K)
         return {**curves, "diverged_at": carry.diverged_at, "final": carry}

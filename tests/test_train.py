@@ -108,3 +108,40 @@ def test_divergence_is_recorded_and_isolated():
     assert 0 <= int(both["diverged_at"][1]) < run.train.steps
     np.testing.assert_allclose(both["test"][0], alone["test"], rtol=1e-5)
     assert np.all(np.isfinite(both["test"][0]))
+
+
+def test_gradient_probes_measure_cosine_and_norm():
+    from harness.train import gradient_probes
+
+    G = jnp.asarray([[3.0, 0.0], [0.0, 2.0], [-1.5, 0.0]])
+    probes = gradient_probes(G)
+    np.testing.assert_allclose(probes["norm"], [3.0, 2.0, 1.5])
+    np.testing.assert_allclose(probes["cos"], [[1, 0, -1], [0, 1, 0], [-1, 0, 1]], atol=1e-6)
+
+
+def test_probes_observe_without_changing_training():
+    base = small_run()
+    probed = small_run(train=dataclasses.replace(base.train, diagnostics=True, affinity=True))
+    source, data = small_data(base)
+    plain, _, _ = execute(base, source.tasks, data, [0])
+    seen, _, _ = execute(probed, source.tasks, data, [0])
+    np.testing.assert_allclose(plain["test"], seen["test"], rtol=1e-5)
+    assert seen["grad_cos"].shape == (1, 2, 2, 2) and seen["affinity"].shape == (1, 2, 2, 2)
+    assert np.all((seen["conflict"] >= 0) & (seen["conflict"] <= 1))
+
+
+def test_affinity_is_high_between_identical_tasks_and_low_between_unrelated_ones():
+    """With p = 1 and tiny noise the two tasks have the same labels: once the heads have learnt,
+    a step on one task lowers the other's loss most of what it lowers its own. With p = 0 a
+    step on one task does nothing for the other."""
+    def cross_over_self(p):
+        run = small_run(data=RelatednessConfig(num_tasks=2, input_dim=8, n_train=256, n_val=64,
+                                               n_test=64, correlation=p, noise=0.01),
+                        train=dataclasses.replace(small_run().train, steps=200, eval_every=100, affinity=True))
+        source, data = small_data(run)
+        out, _, _ = execute(run, source.tasks, data, [0, 1])
+        z = out["affinity"].mean(axis=(0, 1))
+        return (z[0, 1] + z[1, 0]) / (z[0, 0] + z[1, 1])
+
+    same, unrelated = cross_over_self(1.0), cross_over_self(0.0)
+    assert same > 0.5 and abs(unrelated) < 0.1
