@@ -1,6 +1,9 @@
 """One job: build and validate everything, train the multi-task runs (all seeds in one vmap-ed
 program), train or reuse the matched single-task baselines, write one record per run.
 
+A job is planned as units (its baselines and its own runs), each executed by
+`harness.batching.execute_units`, which also serves the batched launcher.
+
 Single-task baseline of task t for a multi-task config: the same data (generated with every
 task, then only t kept), seeds, step budget, optimiser and learning rate, and the task's own
 tower (the model config's `single_task()`), trained alone with equal weights.
@@ -8,7 +11,7 @@ tower (the model config's `single_task()`), trained alone with equal weights.
 from __future__ import annotations
 
 import dataclasses
-import time
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,8 @@ from harness.data.base import DATASETS, DataSource, Dataset, Split, select_tasks
 from harness.methods.equal import EqualConfig
 from harness.results import config_hash, environment, existing_seeds, record_path, write_json
 from harness.schema import dynamic_values
-from harness.train import build_parts, make_train
+from harness.batching import execute_units, hparams  # noqa: F401  (hparams re-exported)
+from harness.train import build_parts
 
 # Fields that say where or how many, not what: excluded from a configuration's identity.
 NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache")
@@ -58,23 +62,11 @@ def param_count(model) -> dict[str, Any]:
             "tasks": {name: count(sub) for name, sub in shapes["tasks"].items()}}
 
 
-def hparams(run: RunConfig) -> dict:
-    return {"optim": dynamic_values(run.optim), "method": dynamic_values(run.method),
-            "model": dynamic_values(run.model)}
-
-
 def execute(run: RunConfig, tasks, data: Dataset, seeds: list[int]) -> tuple[dict, float, float]:
-    """Train every seed as one jit(vmap(train)) program; returns host arrays and timings."""
-    train = make_train(run, tasks, data.train.x.shape[1], data.train.x.shape[0])
-    fn = jax.jit(jax.vmap(train, in_axes=(0, None, None)))
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    hp = hparams(run)
-    t0 = time.perf_counter()
-    compiled = fn.lower(keys, hp, data).compile()
-    t1 = time.perf_counter()
-    out = jax.device_get(jax.block_until_ready(compiled(keys, hp, data)))
-    out.pop("final")  # parameters are not part of a record
-    return out, t1 - t0, time.perf_counter() - t1
+    """Train every seed of one configuration as one jit(vmap(train)) program; returns host
+    arrays (leading axis: seeds) and the compile and run seconds."""
+    (out,), compile_s, run_s = execute_units([Unit("mtl", run, tasks, data, seeds, Path("."), {})])
+    return out, compile_s, run_s
 
 
 def records(run: RunConfig, tasks, out: dict, seeds: list[int], timing: dict, common: dict) -> list[dict]:
@@ -112,11 +104,25 @@ def records(run: RunConfig, tasks, out: dict, seeds: list[int], timing: dict, co
     return recs
 
 
-def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Path]:
-    """Train what is missing for one job and write its records; returns the record paths.
+@dataclasses.dataclass
+class Unit:
+    """One configuration to train for some seeds: a job's multi-task runs or a baseline."""
+
+    kind: str  # "mtl" | "stl"
+    run: RunConfig
+    tasks: tuple
+    data: Dataset
+    seeds: list[int]  # the seeds still to train
+    out_dir: Path  # where its records go
+    common: dict  # record fields shared by its seeds
+
+
+def plan_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]:
+    """Validate a job and list what it still has to train: baselines first, then its runs.
 
     Everything is built and validated before anything is trained or written, so bad input
-    fails with a ConfigError and no results.
+    fails with a ConfigError and no results. Seeds whose record exists with the same config
+    hash are left out (an interrupted sweep re-run finishes the rest).
     """
     source = build_source(run)
     tasks = source.tasks
@@ -130,40 +136,57 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
     data = jax.jit(source.generate)(jax.random.key(getattr(run.data, "seed", 0)), data_hp)
     env = {**environment(), "data_info": source.describe(data)}
     seeds = list(range(run.seed, run.seed + run.seeds))
-    written = []
-
-    baselines = {}
+    units, baselines = [], {}
     for t in tasks:
         if t.name not in stl_runs:
             continue
         stl = stl_runs[t.name]
-        h = config_hash(identity(stl))
-        baselines[t.name] = h
+        h = baselines[t.name] = config_hash(identity(stl))
         out_dir = baseline_dir / h
-        todo = [s for s in seeds if s not in existing_seeds(out_dir, h, seeds)]
-        if todo:
-            out, c, r = execute(stl, (t,), only(data, t.name), todo)
-            common = {"kind": "stl", "config": dataclasses.asdict(stl), "config_hash": h,
-                      "label": f"stl:{t.name}", "task": t.name, "tasks": [t.name], **env,
-                      "task_specs": {t.name: dataclasses.asdict(t)},
-                      "param_count": param_count(stl_models[t.name])}
-            for rec in records(stl, (t,), out, todo, {"compile_s": c, "run_s": r, "batch": len(todo)}, common):
-                write_json(record_path(out_dir, rec["seed"]), rec)
-                written.append(record_path(out_dir, rec["seed"]))
-
+        common = {"kind": "stl", "config": dataclasses.asdict(stl), "config_hash": h,
+                  "label": f"stl:{t.name}", "task": t.name, "tasks": [t.name], **env,
+                  "task_specs": {t.name: dataclasses.asdict(t)},
+                  "param_count": param_count(stl_models[t.name])}
+        units.append(Unit("stl", stl, (t,), only(data, t.name), todo(out_dir, h, seeds), out_dir, common))
     h = config_hash(identity(run))
     runs_dir = job_dir / "runs"
-    todo = [s for s in seeds if s not in existing_seeds(runs_dir, h, seeds)]
-    if todo:
-        out, c, r = execute(run, tasks, data, todo)
-        rel_base = Path(_relative(baseline_dir, runs_dir))
-        common = {"kind": "mtl", "config": dataclasses.asdict(run), "config_hash": h, "label": label, "task": None,
-                  "tasks": [t.name for t in tasks], "baselines": baselines,
-                  "baseline_dir": str(rel_base), **env, "param_count": param_count(model),
-                  "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
-        for rec in records(run, tasks, out, todo, {"compile_s": c, "run_s": r, "batch": len(todo)}, common):
-            write_json(record_path(runs_dir, rec["seed"]), rec)
-            written.append(record_path(runs_dir, rec["seed"]))
+    common = {"kind": "mtl", "config": dataclasses.asdict(run), "config_hash": h, "label": label,
+              "task": None, "tasks": [t.name for t in tasks], "baselines": baselines,
+              "baseline_dir": _relative(baseline_dir, runs_dir), **env,
+              "param_count": param_count(model),
+              "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
+    units.append(Unit("mtl", run, tasks, data, todo(runs_dir, h, seeds), runs_dir, common))
+    return units
+
+
+def todo(out_dir: Path, h: str, seeds: list[int]) -> list[int]:
+    done = set(existing_seeds(out_dir, h, seeds))
+    return [s for s in seeds if s not in done]
+
+
+def write_unit(unit: Unit, out: dict | None, timing: dict, error: str | None = None) -> list[Path]:
+    """Write one record per seed of a unit: from its outputs, or as failed with the error."""
+    if out is None:
+        recs = [{**unit.common, "seed": s, "status": "failed", "error": error, "diverged_step": None,
+                 "metrics": {split: {t.name: None for t in unit.tasks} for split in ("val", "test")},
+                 "curves": {}, "timing": timing} for s in unit.seeds]
+    else:
+        recs = records(unit.run, unit.tasks, out, unit.seeds, timing, unit.common)
+    paths = []
+    for rec in recs:
+        path = record_path(unit.out_dir, rec["seed"])
+        write_json(path, rec)
+        paths.append(path)
+    return paths
+
+
+def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Path]:
+    """Train what is missing for one job and write its records; returns the record paths."""
+    written = []
+    for unit in plan_job(run, job_dir, baseline_dir, label):
+        if unit.seeds:
+            (out,), c, r = execute_units([unit])
+            written += write_unit(unit, out, {"compile_s": c, "run_s": r, "batch": len(unit.seeds)})
     return written
 
 
@@ -175,6 +198,4 @@ def enable_compile_cache(path: str) -> None:
 
 
 def _relative(target: Path, start: Path) -> str:
-    import os
-
     return os.path.relpath(Path(target).resolve(), Path(start).resolve())

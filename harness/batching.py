@@ -1,0 +1,95 @@
+"""Many runs of one static configuration as one compiled program.
+
+Runs (seeds x jobs that differ only in dynamic values: learning rate, loss weights, method
+coefficients, data correlation...) are flattened along one "runs" axis and trained by
+`jit(vmap(train))`. With several local devices the runs axis is sharded over them (padded to a
+multiple of the device count; the padding is dropped from the outputs). Which fields are dynamic
+comes from the config schema (`harness.schema.dynamic`), never from the values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from harness.results import config_hash
+from harness.schema import dynamic_names, dynamic_values
+from harness.train import make_train
+
+GROUPS_WITH_DYNAMIC_FIELDS = ("data", "model", "method", "optim")
+NOT_PROGRAM = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache")
+
+
+def hparams(run) -> dict:
+    """The dynamic values of a run, as the `hparams` argument of `train`."""
+    return {"optim": dynamic_values(run.optim), "method": dynamic_values(run.method),
+            "model": dynamic_values(run.model)}
+
+
+def static_key(run, tasks: Sequence[str]) -> str:
+    """Runs with equal keys compile to the same program: everything but dynamic values."""
+    d = {k: v for k, v in dataclasses.asdict(run).items() if k not in NOT_PROGRAM}
+    for group in GROUPS_WITH_DYNAMIC_FIELDS:
+        for name in dynamic_names(type(getattr(run, group))):
+            # Only presence matters (a None weight list is a different program from a list).
+            d[group][name] = None if getattr(getattr(run, group), name) is None else "dynamic"
+    d["tasks"] = list(tasks)
+    return config_hash(d)
+
+
+def _stack(trees: list) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
+
+
+def execute_units(units: Sequence) -> tuple[list[dict], float, float]:
+    """Train every seed of every unit (all of one static configuration) in one program.
+
+    Each unit has `run`, `tasks`, `data` and `seeds`. Returns one host-side output dict per unit
+    (leading axis: that unit's seeds), the compile seconds and the run seconds.
+    """
+    run0, tasks, data0 = units[0].run, units[0].tasks, units[0].data
+    train = make_train(run0, tasks, data0.train.x.shape[1], data0.train.x.shape[0])
+    seeds = [s for u in units for s in u.seeds]
+    hp = _stack([hparams(u.run) for u in units for _ in u.seeds])
+    data_keys = {json.dumps(dataclasses.asdict(u.run.data), sort_keys=True) for u in units}
+    shared_data = len(data_keys) == 1
+    data = data0 if shared_data else _stack([u.data for u in units for _ in u.seeds])
+    keys = jnp.asarray(seeds, jnp.uint32)
+    keys, hp, data, size = _shard(keys, hp, data, batched_data=not shared_data)
+    fn = jax.jit(jax.vmap(lambda k, h, d: train(jax.random.key(k), h, d), in_axes=(0, 0, None if shared_data else 0)))
+    t0 = time.perf_counter()
+    compiled = fn.lower(keys, hp, data).compile()
+    t1 = time.perf_counter()
+    out = jax.device_get(jax.block_until_ready(compiled(keys, hp, data)))
+    run_s = time.perf_counter() - t1
+    out.pop("final")  # parameters are not part of a record
+    outs, start = [], 0
+    for u in units:
+        outs.append(jax.tree.map(lambda a: a[start:start + len(u.seeds)], out))
+        start += len(u.seeds)
+    assert start <= size
+    return outs, t1 - t0, run_s
+
+
+def _shard(keys, hp, data, batched_data: bool):
+    """Spread the runs axis over the local devices (padding with copies of the last run)."""
+    devices = jax.local_devices()
+    size = keys.shape[0]
+    if len(devices) == 1:
+        return keys, hp, data, size
+    pad = (-size) % len(devices)
+
+    def padded(a):
+        return jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
+
+    mesh = Mesh(np.array(devices), ("runs",))
+    runs, replicated = NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
+    keys, hp = jax.device_put((padded(keys), jax.tree.map(padded, hp)), runs)
+    data = jax.device_put(jax.tree.map(padded, data), runs) if batched_data else jax.device_put(data, replicated)
+    return keys, hp, data, size + pad

@@ -1,0 +1,1 @@
+"""The batched launcher plugin of mtl-harness."""

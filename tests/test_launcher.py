@@ -1,0 +1,95 @@
+"""The batched launcher: grouping, failure isolation, and the command line end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from harness import launch
+from harness.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["seeds=2", "train.steps=20", "train.eval_every=10", "data.n_train=64", "data.n_val=32",
+         "data.n_test=32", "compile_cache=null"]
+register_configs()
+
+
+def sweep_configs(tmp_path: Path, points: list[list[str]]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        configs = []
+        for point in points:
+            cfg = compose("config", overrides=SMALL + point + [f"hydra.sweep.dir={tmp_path}"],
+                          return_hydra_config=True)
+            from omegaconf import open_dict
+            with open_dict(cfg):
+                cfg.hydra.job.override_dirname = ",".join(point)
+            configs.append(cfg)
+        return configs
+
+
+def test_groups_follow_the_program_and_the_size_cap(tmp_path):
+    points = [[f"optim.lr={lr}", f"model.shared_depth={k}"] for lr in (0.001, 0.01, 0.1) for k in (1, 2)]
+    jobs = launch.prepare(sweep_configs(tmp_path, points))
+    groups = launch.groups(jobs, max_batch=4)
+    mtl = [g for g in groups if g[0].kind == "mtl"]
+    # two programs (depth 1, depth 2), three jobs of 2 seeds each, at most 4 runs per group
+    assert sorted(len(g) for g in mtl) == [1, 1, 2, 2]
+    assert all(sum(len(u.seeds) for u in g) <= 4 for g in groups)
+    stl = [u for g in groups if g[0].kind == "stl" for u in g]
+    assert len(stl) == 3 * 2  # one baseline per (lr, task), shared by both depths
+    assert groups.index(mtl[0]) > max(groups.index(g) for g in groups if g[0].kind == "stl")
+
+
+def test_a_failing_group_is_recorded_and_the_others_finish(tmp_path, monkeypatch):
+    points = [["model.shared_depth=1"], ["model.shared_depth=2"]]
+    jobs = launch.prepare(sweep_configs(tmp_path, points))
+    real = launch.execute_units
+
+    def flaky(units):
+        if units[0].kind == "mtl" and units[0].run.model.shared_depth == 2:
+            raise RuntimeError("device lost")
+        return real(units)
+
+    monkeypatch.setattr(launch, "execute_units", flaky)
+    launch.execute(jobs, max_batch=64)
+    for job in jobs:
+        job.write(None)
+    recs = [json.loads(p.read_text()) for p in tmp_path.rglob("runs/seed_*.json")]
+    status = {(r["config"]["model"]["shared_depth"], r["seed"]): r["status"] for r in recs}
+    assert status == {(1, 0): "ok", (1, 1): "ok", (2, 0): "failed", (2, 1): "failed"}
+    failed = [r for r in recs if r["status"] == "failed"]
+    assert all("device lost" in r["error"] for r in failed)
+
+
+def test_batched_launcher_end_to_end(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=batched", "optim.lr=0.001,0.01", "data.correlation=0,1", *SMALL,
+            f"hydra.sweep.dir={sweep}"]
+    res = subprocess.run([sys.executable, "-m", "harness", *args], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    jobs = [p for p in sweep.iterdir() if (p / "runs").is_dir()]
+    assert len(jobs) == 4 and all((j / ".hydra" / "config.yaml").exists() for j in jobs)
+    recs = [json.loads(p.read_text()) for j in jobs for p in (j / "runs").glob("seed_*.json")]
+    assert len(recs) == 8 and all(r["status"] == "ok" for r in recs)
+    assert {r["timing"]["batch"] for r in recs} == {8}  # 4 jobs x 2 seeds: one program
+    table = pd.read_parquet(sweep / "transfer.parquet")
+    assert len(table) == 4 * 2
+
+    # the same job through the basic launcher gives the same metrics
+    one = subprocess.run([sys.executable, "-m", "harness", "optim.lr=0.01", "data.correlation=1", *SMALL,
+                          f"hydra.run.dir={tmp_path / 'single'}"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    single = {json.loads(p.read_text())["seed"]: json.loads(p.read_text())["metrics"]["test"]
+              for p in (tmp_path / "single" / "runs").glob("seed_*.json")}
+    batched = {r["seed"]: r["metrics"]["test"] for r in recs
+               if r["config"]["optim"]["lr"] == 0.01 and r["config"]["data"]["correlation"] == 1}
+    for seed, metrics in single.items():
+        for task, value in metrics.items():
+            assert batched[seed][task] == pytest.approx(value, rel=1e-5)
