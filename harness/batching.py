@@ -11,13 +11,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from harness.checkpoint import run_in_segments
 from harness.results import config_hash
 from harness.schema import dynamic_names, dynamic_values
 from harness.train import make_train
@@ -47,11 +49,13 @@ def _stack(trees: list) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
 
 
-def execute_units(units: Sequence) -> tuple[list[dict], float, float]:
+def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
+                  progress: Callable[[str], None] | None = None) -> tuple[list[dict], float, float]:
     """Train every seed of every unit (all of one static configuration) in one program.
 
     Each unit has `run`, `tasks`, `data` and `seeds`. Returns one host-side output dict per unit
-    (leading axis: that unit's seeds), the compile seconds and the run seconds.
+    (leading axis: that unit's seeds), the compile seconds and the run seconds. With
+    `train.checkpoint_every` set and a `checkpoint_dir`, the run goes in checkpointed segments.
     """
     run0, tasks, data0 = units[0].run, units[0].tasks, units[0].data
     train = make_train(run0, tasks, data0.train.x.shape[1], data0.train.x.shape[0])
@@ -62,19 +66,25 @@ def execute_units(units: Sequence) -> tuple[list[dict], float, float]:
     data = data0 if shared_data else _stack([u.data for u in units for _ in u.seeds])
     keys = jnp.asarray(seeds, jnp.uint32)
     keys, hp, data, size = _shard(keys, hp, data, batched_data=not shared_data)
-    fn = jax.jit(jax.vmap(lambda k, h, d: train(jax.random.key(k), h, d), in_axes=(0, 0, None if shared_data else 0)))
-    t0 = time.perf_counter()
-    compiled = fn.lower(keys, hp, data).compile()
-    t1 = time.perf_counter()
-    out = jax.device_get(jax.block_until_ready(compiled(keys, hp, data)))
-    run_s = time.perf_counter() - t1
-    out.pop("final")  # parameters are not part of a record
+    data_axis = None if shared_data else 0
+    every = run0.train.checkpoint_every
+    if every and checkpoint_dir is not None:
+        out, compile_s, run_s = run_in_segments(train, keys, hp, data, data_axis, every // run0.train.eval_every,
+                                                run0.train.steps, checkpoint_dir, progress)
+    else:
+        fn = jax.jit(jax.vmap(lambda k, h, d: train(jax.random.key(k), h, d), in_axes=(0, 0, data_axis)))
+        t0 = time.perf_counter()
+        compiled = fn.lower(keys, hp, data).compile()
+        t1 = time.perf_counter()
+        out = jax.device_get(jax.block_until_ready(compiled(keys, hp, data)))
+        compile_s, run_s = t1 - t0, time.perf_counter() - t1
+        out.pop("final")  # parameters are not part of a record
     outs, start = [], 0
     for u in units:
         outs.append(jax.tree.map(lambda a: a[start:start + len(u.seeds)], out))
         start += len(u.seeds)
     assert start <= size
-    return outs, t1 - t0, run_s
+    return outs, compile_s, run_s
 
 
 def _shard(keys, hp, data, batched_data: bool):

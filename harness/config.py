@@ -60,6 +60,9 @@ class TrainConfig:
     diagnostics: bool = False
     # Per step: TAG inter-task affinity from a lookahead step per task (Fifty et al. 2021).
     affinity: bool = False
+    # Save the training state with orbax every this many steps (a multiple of eval_every that
+    # divides steps); an interrupted run re-run resumes from the latest save. null = off.
+    checkpoint_every: Optional[int] = None
 
 
 @dataclass
@@ -125,6 +128,10 @@ def validate(run: RunConfig) -> None:
         _positive(key, value)
     if run.train.eval_every > run.train.steps:
         raise bad("train.eval_every", run.train.eval_every, f"at most train.steps ({run.train.steps})")
+    every = run.train.checkpoint_every
+    if every is not None and (every <= 0 or every % run.train.eval_every or run.train.steps % every):
+        raise bad("train.checkpoint_every", every,
+                  f"a multiple of train.eval_every ({run.train.eval_every}) dividing train.steps ({run.train.steps})")
     if run.seed < 0:
         raise bad("seed", run.seed, "an integer >= 0")
     _choice("train.select", run.train.select, SELECTIONS)

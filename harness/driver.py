@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -185,9 +186,17 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
     written = []
     for unit in plan_job(run, job_dir, baseline_dir, label):
         if unit.seeds:
-            (out,), c, r = execute_units([unit])
+            (out,), c, r = execute_units([unit], unit.out_dir / f".checkpoint-{unit.common['config_hash']}",
+                                         step_progress())
             written += write_unit(unit, out, {"compile_s": c, "run_s": r, "batch": len(unit.seeds)})
     return written
+
+
+def step_progress():
+    """Step progress of checkpointed long runs on an interactive terminal; quiet otherwise."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        return None
+    return lambda line: print(line, file=sys.stderr, flush=True)
 
 
 def enable_compile_cache(path: str) -> None:

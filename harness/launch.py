@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.batching import execute_units, static_key
 from harness.config import resolve
-from harness.driver import Unit, plan_job, write_unit
+from harness.driver import Unit, plan_job, step_progress, write_unit
+from harness.results import config_hash
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,8 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
     for n, group in enumerate(todo, 1):
         runs = sum(len(u.seeds) for u in group)
         try:
-            outs, compile_s, run_s = execute_units(group)
+            token = config_hash([[u.common["config_hash"], u.seeds] for u in group])
+            outs, compile_s, run_s = execute_units(group, group[0].out_dir / f".checkpoint-{token}", progress)
             timing = {"compile_s": compile_s, "run_s": run_s, "batch": runs, "group_units": len(group)}
             results = [(out, timing, None) for out in outs]
         except Exception as err:  # a broken group must not take the sweep down
@@ -114,6 +114,4 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
 
 def tty_progress() -> Callable[[str], None] | None:
     """Progress lines on an interactive terminal; quiet when not a TTY or in CI."""
-    if not sys.stderr.isatty() or os.environ.get("CI"):
-        return None
-    return lambda line: print(line, file=sys.stderr, flush=True)
+    return step_progress()

@@ -160,6 +160,8 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
                evaluation; "grad_cos", "conflict", "affinity": (E, T, T) when probed;
                "diverged_at": int32 scalar; "final": the last Carry (params, optimiser state,
                method state)}.
+    `train.init(key, hparams)` and `train.run_chunks(carry, key, hparams, data, first, count)`
+    run the same program in pieces (for checkpointed long runs).
     """
     model, method = build_parts(run, tasks, input_dim)
     num_tasks, steps, K, B = len(tasks), run.train.steps, run.train.eval_every, run.train.batch_size
@@ -192,7 +194,8 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
             return tuple({g: o[i] for g, o in outs.items()} for i in range(len(first)))
         return outs
 
-    def train(key: jax.Array, hp: dict, data: Dataset) -> dict:
+    def parts(key: jax.Array, hp: dict, data: Dataset | None):
+        """(init_carry, chunk) closures of one run; data may be None for init_carry only."""
         tx = make_direction(run.optim, hp["optim"])
         lr_at = make_learning_rate(run.optim, hp["optim"], steps)
         k_batch, k_method, k_sched = (jax.random.fold_in(key, tag) for tag in (BATCH, METHOD, SCHEDULE))
@@ -246,10 +249,11 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
             diverged_at = jnp.where((diverged_at < 0) & ~finite, s, diverged_at).astype(jnp.int32)
             return Carry(params, opt, mstate, diverged_at), (losses, out.weights, probes)
 
-        params = model.init(jax.random.fold_in(key, INIT))
-        opt = {"shared": per_group(init_group, params["shared"]),
-               "tasks": {n: tx.init(params["tasks"][n]) for n in names}}
-        carry = Carry(params, opt, method.init(num_tasks, grad_dim), jnp.asarray(-1, jnp.int32))
+        def init_carry() -> Carry:
+            params = model.init(jax.random.fold_in(key, INIT))
+            opt = {"shared": per_group(init_group, params["shared"]),
+                   "tasks": {n: tx.init(params["tasks"][n]) for n in names}}
+            return Carry(params, opt, method.init(num_tasks, grad_dim), jnp.asarray(-1, jnp.int32))
 
         def chunk(carry: Carry, start):
             carry, (losses, weights, probes) = jax.lax.scan(step, carry, start + jnp.arange(K))
@@ -266,7 +270,20 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
                 summary["affinity"] = probes["affinity"].mean(0)
             return carry, summary
 
-        carry, curves = jax.lax.scan(chunk, carry, jnp.arange(steps // K) * K)
+        return init_carry, chunk
+
+    def init(key: jax.Array, hp: dict) -> Carry:
+        return parts(key, hp, None)[0]()
+
+    def run_chunks(carry: Carry, key: jax.Array, hp: dict, data: Dataset, first, count: int):
+        """Evaluation windows first..first+count-1 from `carry`; (carry, curves (count, ...)).
+        Batches and keys depend on the absolute step, so a run cut into pieces is the same run."""
+        carry, curves = jax.lax.scan(parts(key, hp, data)[1], carry, (first + jnp.arange(count)) * K)
+        return carry, curves
+
+    def train(key: jax.Array, hp: dict, data: Dataset) -> dict:
+        carry, curves = run_chunks(init(key, hp), key, hp, data, 0, steps // K)
         return {**curves, "diverged_at": carry.diverged_at, "final": carry}
 
+    train.init, train.run_chunks, train.num_chunks = init, run_chunks, steps // K
     return train

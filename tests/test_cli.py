@@ -78,3 +78,30 @@ def test_same_command_twice_gives_identical_metrics(tmp_path):
         assert res.returncode == 0, res.stderr
         outs.append({k: v["metrics"] for k, v in records(tmp_path / name).items()})
     assert outs[0] == outs[1] and len(outs[0]) == 2 + 4
+
+
+def test_sweep_killed_midway_resumes_without_duplicates_or_half_written_records(tmp_path):
+    import os
+    import signal
+    import time
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "model.shared_depth=0,1,2", "schedule=joint,alternate", *SMALL, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(sweep.rglob("runs/seed_*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = list(sweep.rglob("runs/seed_*.json"))
+    assert 2 <= len(partial) < 12, "the kill should land partway through the sweep"
+
+    again = harness(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    runs = pd.read_parquet(sweep / "runs.parquet")
+    mtl = runs[runs["kind"] == "mtl"]
+    assert len(mtl) == 6 * 2 and not mtl.duplicated(["config_hash", "seed"]).any()
+    assert (runs["status"] == "ok").all()
+    for p in sweep.rglob("seed_*.json"):
+        json.loads(p.read_text())  # every record is whole
