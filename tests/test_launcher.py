@@ -50,10 +50,10 @@ def test_a_failing_group_is_recorded_and_the_others_finish(tmp_path, monkeypatch
     jobs = launch.prepare(sweep_configs(tmp_path, points))
     real = launch.execute_units
 
-    def flaky(units):
+    def flaky(units, *args):
         if units[0].kind == "mtl" and units[0].run.model.shared_depth == 2:
             raise RuntimeError("device lost")
-        return real(units)
+        return real(units, *args)
 
     monkeypatch.setattr(launch, "execute_units", flaky)
     launch.execute(jobs, max_batch=64)
