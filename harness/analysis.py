@@ -120,7 +120,7 @@ def _lower_is_better(runs: pd.DataFrame, task: str) -> bool:
     return bool(runs[f"lower_is_better.{task}"].dropna().iloc[0])
 
 
-def _interval(values: np.ndarray, level: float) -> tuple[float, float, float]:
+def interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
     """Mean and Student-t interval; NaN bounds below 2 values, a point when all are equal."""
     n = len(values)
     if n == 0:
@@ -163,7 +163,7 @@ def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL
                    "lower_is_better": _lower_is_better(runs, task),
                    "n": len(p), "n_mtl_failed": n_failed}
             for side in ("stl", "mtl", "r"):
-                row[f"{side}_mean"], row[f"{side}_lo"], row[f"{side}_hi"] = _interval(
+                row[f"{side}_mean"], row[f"{side}_lo"], row[f"{side}_hi"] = interval(
                     p[side].to_numpy(float), level)
             row["p_value"] = _p_value(p["r"].to_numpy(float))
             rows.append(row)
@@ -188,7 +188,7 @@ def _sort(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return table.sort_values(by, key=key, kind="stable", ignore_index=True) if by else table
 
 
-def _short_names(columns: list[str]) -> dict[str, str]:
+def short_names(columns: list[str]) -> dict[str, str]:
     """Shortest dotted suffix of each cfg column that no other column shares; a group's
     `name` field is shown as the group (`schedule`, not `name`)."""
     parts = {c: c.removeprefix("cfg.").split(".") for c in columns}
@@ -211,12 +211,13 @@ def cfg_text(value: object) -> str:
     return str(value)
 
 
-def _fmt(x: float) -> str:
+def fmt_number(x: float) -> str:
+    """Three significant digits; missing as an en dash."""
     return "–" if pd.isna(x) else f"{x:.3g}"
 
 
-def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
-    """Markdown of a transfer table: varying config columns (short names), then `columns`.
+def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A transfer table as display text: varying config columns (short names), then `columns`.
 
     `columns` defaults to task, n, stl, mtl, r, p_holm, verdict, delta_m; "stl", "mtl" and "r"
     show "mean [lo, hi]". Underpowered rows say so in their verdict.
@@ -227,17 +228,103 @@ def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None) -> st
     if not varying and table["config_hash"].nunique() > 1:
         label = table["label"].fillna("").astype(str)
         shown["config"] = label.where(label.ne(""), table["config_hash"].str[:8])
-    for c, name in _short_names(varying).items():
+    for c, name in short_names(varying).items():
         shown[name] = table[c].map(cfg_text)
     for c in columns:
         if c in ("stl", "mtl", "r"):
             shown[f"{c} [lo, hi]" if c != "r" else "r_t % [lo, hi]"] = [
-                f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
+                f"{fmt_number(m)} [{fmt_number(lo)}, {fmt_number(hi)}]"
                 for m, lo, hi in table[[f"{c}_mean", f"{c}_lo", f"{c}_hi"]].to_numpy()]
         elif c == "verdict":
             shown[c] = table[c].where(~table["underpowered"], table[c] + ", underpowered")
         elif pd.api.types.is_float_dtype(table[c]):
-            shown[c] = table[c].map(_fmt)
+            shown[c] = table[c].map(fmt_number)
         else:
             shown[c] = table[c].astype(str)
-    return shown.to_markdown(index=False, disable_numparse=True)
+    return shown
+
+
+def to_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """Markdown of `format_transfer(table, columns)`."""
+    return format_transfer(table, columns).to_markdown(index=False, disable_numparse=True)
+
+
+EXHAUSTIVE_TASKS = 8
+
+
+def _onto_matrix(affinity: pd.DataFrame) -> np.ndarray:
+    # Z_{a->b} with the diagonal and missing entries as 0, so sums skip them.
+    z = np.nan_to_num(np.array(affinity.to_numpy(float), dtype=float))
+    np.fill_diagonal(z, 0.0)
+    return z
+
+
+def _score(z: np.ndarray, group: Sequence[int]) -> float:
+    return float(z[np.ix_(group, group)].sum() / (len(group) - 1)) if len(group) > 1 else 0.0
+
+
+def group_affinity(affinity: pd.DataFrame, group: Sequence[str]) -> float:
+    """Affinity onto each member of `group` from the others, summed over members.
+
+    `affinity.loc[a, b]` is Z_{a->b}; onto b counts the mean of Z_{a->b} over the other
+    members a, as in TAG (Fifty et al. 2021). A single task scores 0; missing entries count as 0.
+    """
+    index = [list(affinity.index).index(t) for t in group]
+    return _score(_onto_matrix(affinity[list(affinity.index)]), index)
+
+
+def _partitions(items: list[int], max_blocks: int):
+    """Every partition of items into at most max_blocks blocks."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for p in _partitions(rest, max_blocks):
+        if len(p) < max_blocks:
+            yield [[first]] + p
+        for i in range(len(p)):
+            yield p[:i] + [[first] + p[i]] + p[i + 1:]
+
+
+def _best_partition(z: np.ndarray, budget: int) -> list[list[int]]:
+    best, best_score = [], -np.inf
+    for p in _partitions(list(range(len(z))), budget):
+        score = sum(_score(z, g) for g in p)
+        # Ties go to fewer groups: fewer networks to train for the same affinity.
+        if score > best_score + 1e-12 or (score > best_score - 1e-12 and len(p) < len(best)):
+            best, best_score = p, score
+    return best
+
+
+def _greedy_partition(z: np.ndarray, budget: int) -> list[list[int]]:
+    # Too many partitions to enumerate: merge the pair of groups that gains most, forced while
+    # over budget, then only while a merge gains. Not guaranteed optimal.
+    groups = [[i] for i in range(len(z))]
+    while len(groups) > 1:
+        gains = {(i, j): _score(z, groups[i] + groups[j]) - _score(z, groups[i])
+                 - _score(z, groups[j])
+                 for i in range(len(groups)) for j in range(i + 1, len(groups))}
+        (i, j), gain = max(gains.items(), key=lambda kv: kv[1])
+        if len(groups) <= budget and gain <= 0:
+            break
+        groups[i] += groups.pop(j)
+    return groups
+
+
+def suggest_groups(affinity: pd.DataFrame, budget: int) -> list[list[str]]:
+    """TAG's grouping (Fifty et al. 2021): the partition of the tasks into at most `budget`
+    groups that maximises the total affinity onto each task from its group (`group_affinity`).
+
+    `affinity` is square, rows the source task a and columns the target b (Z_{a->b}); the
+    diagonal is ignored. Up to EXHAUSTIVE_TASKS tasks every partition is scored; ties go to fewer
+    groups. Beyond that a greedy merge approximates it. Groups and members follow the row order.
+    """
+    tasks = list(affinity.index)
+    if budget < 1:
+        raise ValueError(f"budget={budget!r}: at least 1")
+    if sorted(map(str, affinity.columns)) != sorted(map(str, tasks)):
+        raise ValueError("affinity must be square with the same tasks as rows and columns")
+    z = _onto_matrix(affinity[tasks])
+    search = _best_partition if len(tasks) <= EXHAUSTIVE_TASKS else _greedy_partition
+    groups = sorted(sorted(g) for g in search(z, budget))
+    return [[tasks[i] for i in g] for g in groups]

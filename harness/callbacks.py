@@ -20,6 +20,7 @@ def finish(out_dir: Path, title: str) -> None:
     paths = write_report(runs, out_dir, title=title)
     print(f"table:  {paths.get('transfer.md', out_dir)}")
     print(f"report: {paths.get('report.md', out_dir)}")
+    print(f"html:   {paths.get('report.html', out_dir)}")
 
 
 class CollectTable(Callback):

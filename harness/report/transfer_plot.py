@@ -1,22 +1,12 @@
-"""Write a sweep's report: runs and transfer tables (parquet, CSV, markdown) and the transfer plot.
-
-Every file is written to a temporary file in the output directory and moved into place with
-`os.replace`, so a reader never sees a half-written file.
-"""
+"""The transfer plot: mean r_t per task with its interval, against the varying config columns."""
 from __future__ import annotations
-
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.analysis import (CONVENTIONS, MIN_SEEDS, cfg_text, to_markdown, transfer_table,
-                              varying_columns)
+from harness.analysis import cfg_text, varying_columns
+from harness.report.common import new_figure, ordered
 
 # Preferred roles in the plot, used when the column varies: x axis, lines, panel rows.
 X_COLUMN, LINE_COLUMN, ROW_COLUMN = ("cfg.model.shared_depth", "cfg.schedule.name",
@@ -38,14 +28,6 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def _ordered(values: pd.Series) -> list:
-    """Distinct values, numbers in numeric order, anything else by its text."""
-    unique = pd.Series(values.unique())
-    if pd.api.types.is_numeric_dtype(unique):
-        return list(unique.sort_values())
-    return sorted(unique, key=str)
 
 
 def _layout(varying: list[str]) -> tuple[str, list[str], str | None]:
@@ -73,14 +55,13 @@ def plot_transfer(table: pd.DataFrame) -> Figure:
         return _plot_bars(table, tasks)
     x, lines, row = _layout(varying)
     text = table[varying].map(cfg_text)
-    x_ticks = list(dict.fromkeys(map(cfg_text, _ordered(table[x]))))
-    row_names = list(dict.fromkeys(map(cfg_text, _ordered(table[row])))) if row else [""]
+    x_ticks = list(dict.fromkeys(map(cfg_text, ordered(table[x]))))
+    row_names = list(dict.fromkeys(map(cfg_text, ordered(table[row])))) if row else [""]
     keys = pd.Series(list(map(tuple, text[lines].to_numpy())), index=table.index)
     line_keys = sorted(set(keys))
     # Joining points only means something along a numeric axis such as depth.
     style = "-" if pd.api.types.is_numeric_dtype(table[x]) else "none"
-    fig = Figure(figsize=(max(4 * len(tasks), 6), 3 * len(row_names)), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(max(4 * len(tasks), 6), 3 * len(row_names))
     axes = fig.subplots(len(row_names), len(tasks), squeeze=False, sharey="row")
     for i, row_name in enumerate(row_names):
         for j, task in enumerate(tasks):
@@ -108,8 +89,7 @@ def plot_transfer(table: pd.DataFrame) -> Figure:
 
 def _plot_bars(table: pd.DataFrame, tasks: list[str]) -> Figure:
     # Nothing varies: one bar per configuration and task.
-    fig = Figure(figsize=(max(4 * len(tasks), 6), 3), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(max(4 * len(tasks), 6), 3)
     axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
     for ax, task in zip(axes, tasks):
         part = table[table["task"].eq(task)]
@@ -124,54 +104,3 @@ def _plot_bars(table: pd.DataFrame, tasks: list[str]) -> Figure:
         axes[0].text(0.5, 0.5, "no multi-task configuration", ha="center", va="center")
     fig.suptitle(PLOT_TITLE, fontsize="medium")
     return fig
-
-
-def _summary(runs: pd.DataFrame, table: pd.DataFrame, split: str) -> str:
-    kinds = runs["kind"].value_counts()
-    statuses = runs["status"].value_counts()
-    n = table["n"]
-    return "\n".join([
-        f"- Configurations: {runs.loc[runs['kind'].eq('mtl'), 'config_hash'].nunique()} "
-        f"multi-task, {runs.loc[runs['kind'].eq('stl'), 'config_hash'].nunique()} "
-        "single-task baselines",
-        f"- Runs: {len(runs)} ({kinds.get('mtl', 0)} multi-task, {kinds.get('stl', 0)} "
-        f"single-task; {statuses.get('ok', 0)} ok, {statuses.get('diverged', 0)} diverged, "
-        f"{statuses.get('failed', 0)} failed)",
-        f"- Seeds: {runs['seed'].nunique()} distinct; paired seeds per configuration and task: "
-        + (f"{n.min()} to {n.max()}" if len(n) else "none"),
-        f"- Metrics on the `{split}` split",
-    ])
-
-
-def _underpowered_warning(table: pd.DataFrame) -> str:
-    weak = table[table["underpowered"]]
-    if weak.empty:
-        return ""
-    return (f"> **Underpowered:** configurations with fewer than {MIN_SEEDS} paired seeds on "
-            f"some task: {weak['config_hash'].nunique()} of {table['config_hash'].nunique()}; "
-            "their verdicts are marked underpowered.\n\n")
-
-
-def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
-                 title: str = "Multi-task transfer report", split: str = "test") -> dict[str, Path]:
-    """Write runs.{parquet,csv}, transfer.{parquet,md}, transfer.png and report.md into out_dir.
-
-    Returns the written paths keyed by file name.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = transfer_table(runs, split)
-    markdown = to_markdown(table)
-    paths = {name: out / name for name in ("runs.parquet", "runs.csv", "transfer.parquet",
-                                           "transfer.md", "transfer.png", "report.md")}
-    _write_atomic(paths["runs.parquet"], lambda tmp: runs.to_parquet(tmp, index=False))
-    _write_atomic(paths["runs.csv"], lambda tmp: runs.to_csv(tmp, index=False))
-    _write_atomic(paths["transfer.parquet"], lambda tmp: table.to_parquet(tmp, index=False))
-    _write_text(paths["transfer.md"], f"# Transfer\n\n{CONVENTIONS}\n{markdown}\n")
-    _write_atomic(paths["transfer.png"],
-                  lambda tmp: plot_transfer(table).savefig(tmp, format="png", dpi=100))
-    _write_text(paths["report.md"], (
-        f"# {title}\n\n{_summary(runs, table, split)}\n\n{_underpowered_warning(table)}"
-        f"## Conventions\n\n{CONVENTIONS}\n## Transfer\n\n{markdown}\n\n"
-        f"![mean r_t per task with its interval](transfer.png)\n"))
-    return paths

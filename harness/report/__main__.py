@@ -1,0 +1,32 @@
+"""`python -m harness.report <sweep_dir>`: (re)write the report of a sweep directory in place."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.cli import report_error
+from harness.errors import bad
+
+USAGE = "usage: python -m harness.report <sweep_dir>"
+
+
+def main(argv: list[str]) -> int:
+    """Collect the sweep's records, write its report next to them, print where it went."""
+    from harness.report.write import write_report
+    from harness.results import collect
+
+    if len(argv) != 1:
+        print(USAGE, file=sys.stderr)
+        return 2
+    sweep_dir = Path(argv[0])
+    runs = collect(sweep_dir) if sweep_dir.is_dir() else None
+    if runs is None or runs.empty:
+        report_error(bad("sweep_dir", str(sweep_dir), "an existing directory of run records"))
+    paths = write_report(runs, sweep_dir, title=f"Sweep: {sweep_dir.resolve().name}")
+    for name in ("transfer.md", "report.md", "report.html"):
+        print(f"{name}: {paths[name]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

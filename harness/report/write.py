@@ -1,0 +1,117 @@
+"""Write a sweep's report: tables (parquet, CSV, markdown), figures, report.md and report.html.
+
+Every file goes through `harness.results.atomic_write_bytes`, so a reader never sees a
+half-written file. Figures of report.md live in `figures/`; report.html embeds them.
+"""
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness.analysis import (CONVENTIONS, MIN_SEEDS, format_transfer, to_markdown,
+                              transfer_table)
+from harness.report import document, html
+from harness.report.affinity import affinity_blocks
+from harness.report.conflict import conflict_blocks
+from harness.report.curves import curve_frame, load_records
+from harness.report.document import Plot, Section, Table
+from harness.report.heatmaps import heatmap_blocks
+from harness.report.learning import learning_blocks
+from harness.report.tradeoff import tradeoff_blocks
+from harness.report.transfer_plot import plot_transfer
+from harness.results import atomic_write_bytes, atomic_write_text
+
+
+def _summary(runs: pd.DataFrame, table: pd.DataFrame, split: str) -> str:
+    kinds = runs["kind"].value_counts()
+    statuses = runs["status"].value_counts()
+    n = table["n"]
+    return "\n".join([
+        f"- Configurations: {runs.loc[runs['kind'].eq('mtl'), 'config_hash'].nunique()} "
+        f"multi-task, {runs.loc[runs['kind'].eq('stl'), 'config_hash'].nunique()} "
+        "single-task baselines",
+        f"- Runs: {len(runs)} ({kinds.get('mtl', 0)} multi-task, {kinds.get('stl', 0)} "
+        f"single-task; {statuses.get('ok', 0)} ok, {statuses.get('diverged', 0)} diverged, "
+        f"{statuses.get('failed', 0)} failed)",
+        f"- Seeds: {runs['seed'].nunique()} distinct; paired seeds per configuration and task: "
+        + (f"{n.min()} to {n.max()}" if len(n) else "none"),
+        f"- Metrics on the `{split}` split",
+    ])
+
+
+def _underpowered_warning(table: pd.DataFrame) -> list[str]:
+    weak = table[table["underpowered"]]
+    if weak.empty:
+        return []
+    return [f"> **Underpowered:** configurations with fewer than {MIN_SEEDS} paired seeds on "
+            f"some task: {weak['config_hash'].nunique()} of {table['config_hash'].nunique()}; "
+            "their verdicts are marked underpowered."]
+
+
+def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
+              split: str) -> list[Section]:
+    transfer = Plot("transfer", plot_transfer(table), "mean r_t per task with its interval",
+                    folder="")
+    return [
+        Section("Conventions", [CONVENTIONS]),
+        Section("Transfer", [
+            "Negative-transfer table: per configuration and task, the single-task (stl) and "
+            "multi-task (mtl) metric with 95% intervals, the relative change r_t, the "
+            "Holm-corrected verdict and delta_m. In report.html, click a header to sort.",
+            Table(format_transfer(table)), transfer]),
+        Section("Heatmaps", heatmap_blocks(table)),
+        Section("Learning curves", learning_blocks(table, runs, curves, split)),
+        Section("Trade-off", tradeoff_blocks(table, runs)),
+        Section("Gradient conflict", conflict_blocks(table, curves)),
+        Section("Task affinity", affinity_blocks(table, curves)),
+    ]
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
+                 title: str = "Multi-task transfer report", split: str = "test",
+                 records: Sequence[dict] | None = None) -> dict[str, Path]:
+    """Write runs.{parquet,csv}, transfer.{parquet,md,png}, figures/*.png, report.md and
+    report.html into out_dir.
+
+    `runs` is the runs table of `harness.results.collect`; `records` (default: every record
+    found under out_dir) supply learning curves and diagnostics. Returns the written paths keyed
+    by their path relative to out_dir.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = transfer_table(runs, split)
+    curves = curve_frame(load_records(out) if records is None else records)
+    sections = _sections(runs, table, curves, split)
+    figures = document.plots(sections)
+    intro = [_summary(runs, table, split), *_underpowered_warning(table)]
+    files = {
+        "runs.parquet": _parquet(runs), "runs.csv": runs.to_csv(index=False).encode(),
+        "transfer.parquet": _parquet(table),
+        "transfer.md": f"# Transfer\n\n{CONVENTIONS}\n{to_markdown(table)}\n".encode(),
+        **{plot.path: plot.png for plot in figures},
+    }
+    paths = {name: out / name for name in files}
+    for name, data in files.items():
+        atomic_write_bytes(paths[name], data)
+    _remove_stale_figures(out / "figures", {plot.path for plot in figures}, out)
+    for name, render in (("report.md", document.to_markdown), ("report.html", html.to_html)):
+        paths[name] = out / name
+        atomic_write_text(paths[name], render(title, intro, sections))
+    return paths
+
+
+def _remove_stale_figures(folder: Path, keep: set[str], out: Path) -> None:
+    # Figures of configurations no longer in the sweep would otherwise linger.
+    for path in folder.glob("*.png"):
+        if path.relative_to(out).as_posix() not in keep:
+            path.unlink()
