@@ -87,16 +87,27 @@ def groups(jobs: list[Planned], max_batch: int) -> list[list[Unit]]:
     return sorted(chunks, key=lambda c: c[0].kind != "stl")
 
 
-def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None] | None = None) -> None:
-    """Run every group; a group's failure is recorded for its units and the others go on."""
+def run_group(group: list[Unit], progress: Callable[[str], None] | None = None):
+    """One group as one program (in this process, or in a submitit job)."""
+    token = config_hash([[u.common["config_hash"], u.seeds] for u in group])
+    return execute_units(group, group[0].out_dir / f".checkpoint-{token}", progress)
+
+
+def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None] | None = None,
+            executor=None) -> None:
+    """Run every group; a group's failure is recorded for its units and the others go on.
+
+    executor: None runs the groups here, one after the other; a submitit executor receives each
+    group as one job (all submitted at once, so a cluster runs them side by side).
+    """
     owner = {id(u): job for job in jobs for u in job.units}
     todo = groups(jobs, max_batch)
+    pending = [executor.submit(run_group, group) for group in todo] if executor is not None else None
     start = time.perf_counter()
     for n, group in enumerate(todo, 1):
         runs = sum(len(u.seeds) for u in group)
         try:
-            token = config_hash([[u.common["config_hash"], u.seeds] for u in group])
-            outs, compile_s, run_s = execute_units(group, group[0].out_dir / f".checkpoint-{token}", progress)
+            outs, compile_s, run_s = pending[n - 1].result() if pending else run_group(group, progress)
             timing = {"compile_s": compile_s, "run_s": run_s, "batch": runs, "group_units": len(group)}
             results = [(out, timing, None) for out in outs]
         except Exception as err:  # a broken group must not take the sweep down

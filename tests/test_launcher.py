@@ -93,3 +93,36 @@ def test_batched_launcher_end_to_end(tmp_path):
     for seed, metrics in single.items():
         for task, value in metrics.items():
             assert batched[seed][task] == pytest.approx(value, rel=1e-5)
+
+
+def run_cli(args, cwd):
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=400)
+
+
+def test_batched_launcher_hands_each_group_to_submitit(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_cli(["-m", "hydra/launcher=batched", "hydra.launcher.executor=submitit_local",
+                   "optim.lr=0.001,0.01", *SMALL, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    submitted = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name != "%j"]
+    assert len(submitted) == 3  # one job per program: the multi-task runs and one per task's baselines
+    recs = [json.loads(p.read_text()) for p in sweep.rglob("runs/seed_*.json")]
+    assert len(recs) == 4 and all(r["status"] == "ok" and r["timing"]["batch"] == 4 for r in recs)
+
+
+def test_submitit_local_launcher_runs_the_usual_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_cli(["-m", "hydra/launcher=submitit_local", "model.shared_depth=0,1", *SMALL,
+                   f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(p.read_text()) for p in sweep.rglob("runs/seed_*.json")]
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
+    assert (sweep / "transfer.parquet").exists()
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_slurm", "slurm_example", "batched_slurm_example"])
+def test_launcher_configs_compose(launcher):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")

@@ -7,9 +7,9 @@ still gets its directory, `.hydra/` files, callbacks and records through Hydra's
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.harness_launcher.batched_launcher.BatchedLauncher"
     max_batch: int = 4096  # most runs (jobs x seeds) in one compiled program
+    # Where each group runs: inline (this process) | submitit_local | submitit_slurm (one
+    # cluster job per group; needs the [slurm] extra). `submitit` holds the executor's
+    # parameters, e.g. {timeout_min: 60, slurm_partition: gpu, gpus_per_node: 1}.
+    executor: str = "inline"
+    submitit: Dict[str, Any] = field(default_factory=dict)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf,
@@ -31,9 +36,10 @@ ConfigStore.instance().store(group="hydra/launcher", name="batched", node=Batche
 
 
 class BatchedLauncher(Launcher):
-    def __init__(self, max_batch: int = 4096) -> None:
+    def __init__(self, max_batch: int = 4096, executor: str = "inline",
+                 submitit: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
-        self.max_batch = max_batch
+        self.max_batch, self.executor_name, self.submitit = max_batch, executor, dict(submitit or {})
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
 
@@ -59,7 +65,7 @@ class BatchedLauncher(Launcher):
         except ConfigError as err:
             report_error(err)
         log.info(f"Launching {len(jobs)} jobs, batched by compiled program")
-        execute(jobs, self.max_batch, tty_progress())
+        execute(jobs, self.max_batch, tty_progress(), self.make_executor())
         returns = []
         for job, overrides in zip(jobs, job_overrides):
             log.info(f"\t#{job.config.hydra.job.num} : {' '.join(filter_overrides(overrides))}")
@@ -68,3 +74,23 @@ class BatchedLauncher(Launcher):
                                    job_subdir_key="hydra.sweep.subdir"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return returns
+
+    def make_executor(self):
+        """None (inline) or a submitit executor that takes one group per job."""
+        from harness.cli import report_error
+        from harness.errors import bad
+
+        kinds = {"inline": None, "submitit_local": "local", "submitit_slurm": "slurm"}
+        if self.executor_name not in kinds:
+            report_error(bad("hydra.launcher.executor", self.executor_name, f"one of {', '.join(kinds)}"))
+        if kinds[self.executor_name] is None:
+            return None
+        try:
+            import submitit
+        except ImportError:
+            report_error(bad("hydra.launcher.executor", self.executor_name,
+                             "needs submitit: pip install -e '.[slurm]'"))
+        folder = Path(str(self.config.hydra.sweep.dir)) / ".submitit" / "%j"
+        executor = submitit.AutoExecutor(folder=folder, cluster=kinds[self.executor_name])
+        executor.update_parameters(**self.submitit)
+        return executor
