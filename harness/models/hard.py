@@ -12,25 +12,15 @@ tower is therefore bit-identical whether the task is trained alone or beside oth
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from dataclasses import dataclass
-
-import jax
-import jax.numpy as jnp
-from flax import nnx
+from typing import Optional
 
 from harness.data.base import TaskSpec
-from harness.errors import bad
 from harness.models.base import MODELS, Model
+from harness.models.layers import (ACTIVATIONS, MLPPlan, Plan, Template, check_mlp, check_shared_depth,
+                                   hidden, pure, shared_key, task_key, tower)
+from harness.models.sizing import match_width
 from harness.schema import Entry
-
-ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh}
-SHARED_TAG = 0x5EED
-
-
-def task_tag(name: str) -> int:
-    """A stable integer per task name, for fold_in (Python's hash() is salted per process)."""
-    return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
 @dataclass
@@ -40,81 +30,41 @@ class HardConfig:
     width: int = 64
     shared_depth: int = 1  # k in 0..L: the first k hidden layers are shared
     activation: str = "relu"
+    # Pick the width whose total parameter count is closest to this (harness.models.sizing).
+    target_params: Optional[int] = None
 
     def single_task(self) -> "HardConfig":
-        """A task's own tower: the same MLP with nothing shared."""
-        return dataclasses.replace(self, shared_depth=0)
+        """A task's own tower: the same MLP with nothing shared, at the config's width."""
+        return dataclasses.replace(self, shared_depth=0, target_params=None)
 
 
-class Stack(nnx.Module):
-    """Dense layers with one key each, so a layer's init does not depend on its neighbours."""
-
-    def __init__(self, dims: list[tuple[int, int]], keys: list[jax.Array], act, last_linear: bool):
-        self.layers = nnx.List([nnx.Linear(i, o, rngs=nnx.Rngs(params=k)) for (i, o), k in zip(dims, keys)])
-        self.act = act
-        self.last_linear = last_linear
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for n, layer in enumerate(self.layers):
-            x = layer(x)
-            if not (self.last_linear and n == len(self.layers) - 1):
-                x = self.act(x)
-        return x
-
-
-def check(cfg: HardConfig) -> None:
-    if cfg.depth < 1:
-        raise bad("model.depth", cfg.depth, "an integer >= 1")
-    if cfg.width < 1:
-        raise bad("model.width", cfg.width, "an integer >= 1")
-    if not 0 <= cfg.shared_depth <= cfg.depth:
-        raise bad("model.shared_depth", cfg.shared_depth, f"an integer in 0..{cfg.depth} (model.depth)")
-    if cfg.activation not in ACTIVATIONS:
-        raise bad("model.activation", cfg.activation, f"one of {', '.join(ACTIVATIONS)}")
-
-
-def build(cfg: HardConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model:
-    check(cfg)
-    act, k, L, H = ACTIVATIONS[cfg.activation], cfg.shared_depth, cfg.depth, cfg.width
-    dims = [(input_dim if i == 0 else H, H) for i in range(L)]
-
-    def make_trunk(key):
-        return Stack(dims[:k], [jax.random.fold_in(key, i) for i in range(k)], act, last_linear=False)
-
-    def make_tower(key, spec):
-        tower_dims = dims[k:] + [(H if L > 0 else input_dim, spec.output_size)]
-        keys = [jax.random.fold_in(key, i) for i in range(k, L + 1)]
-        return Stack(tower_dims, keys, act, last_linear=True)
-
-    # Graph definitions are static; only the states (arrays) travel through jit/vmap/scan.
-    abstract = jax.random.key(0)
-    trunk_def, trunk_state = nnx.split(make_trunk(abstract))
-    tower_defs = {t.name: nnx.split(make_tower(abstract, t)) for t in tasks}
+def hard_sharing(plan: Plan, k: int, tasks: tuple[TaskSpec, ...]) -> Model:
+    """The plan's first k hidden layers shared by every task, the rest and a head per task."""
+    trunk_template = Template(lambda key: hidden(plan, key, 0, k))
+    tower_templates = {t.name: Template(lambda key, t=t: tower(plan, key, k, t.output_size)) for t in tasks}
 
     def init(key):
-        shared_key = jax.random.fold_in(key, SHARED_TAG)
-        shared = nnx.to_pure_dict(nnx.split(make_trunk(shared_key))[1])
-        towers = {
-            t.name: nnx.to_pure_dict(nnx.split(make_tower(jax.random.fold_in(key, task_tag(t.name)), t))[1])
-            for t in tasks
-        }
-        return {"shared": shared, "tasks": towers}
-
-    def merge(graphdef, abstract_state, pure):
-        state = jax.tree.map(lambda a: a, abstract_state)
-        nnx.replace_by_pure_dict(state, pure)
-        return nnx.merge(graphdef, state)
+        return {"shared": pure(hidden(plan, shared_key(key), 0, k)),
+                "tasks": {t.name: pure(tower(plan, task_key(key, t.name), k, t.output_size)) for t in tasks}}
 
     def trunk(params, x):
-        return merge(trunk_def, trunk_state, params["shared"])(x) if k > 0 else x
+        return trunk_template(params["shared"])(x) if k > 0 else x
 
     def heads(towers, z):
-        return {name: merge(gd, st, towers[name])(z) for name, (gd, st) in tower_defs.items()}
+        return {name: template(towers[name])(z) for name, template in tower_templates.items()}
 
     def last_shared(shared):
         return shared["layers"][k - 1] if k > 0 else shared
 
     return Model(init, trunk, heads, last_shared)
+
+
+def build(cfg: HardConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model:
+    check_mlp(cfg.depth, cfg.width, cfg.activation)
+    check_shared_depth(cfg.shared_depth, cfg.depth)
+    cfg = match_width(cfg, build, tasks, input_dim)
+    plan = MLPPlan(input_dim, cfg.depth, cfg.width, ACTIVATIONS[cfg.activation])
+    return hard_sharing(plan, cfg.shared_depth, tasks)
 
 
 MODELS.register("hard", Entry(HardConfig, build))

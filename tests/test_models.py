@@ -1,0 +1,232 @@
+"""Sharing architectures: each degenerate case equals a known model, every model trains under vmap
+with both schedules and a gradient method, masked updates leave other tasks bit-identical, sizes
+match a parameter target, and bad trees fail with one line naming the key."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from harness.config import ScheduleConfig, register_configs, resolve
+from harness.data.base import regression
+from harness.data.relatedness import RelatednessConfig
+from harness.driver import execute, hparams, run_job
+from harness.errors import ConfigError
+from harness.methods.pcgrad import PCGradConfig
+from harness.models.base import MODELS
+from harness.models.conv import HardConvConfig
+from harness.models.cross_stitch import CrossStitchConfig
+from harness.models.hard import HardConfig
+from harness.models.moe import MMoEConfig, OMoEConfig
+from harness.models.sizing import count_params, match_width
+from harness.models.soft import SoftConfig
+from harness.models.tree import TreeConfig, TreeGroup
+from harness.train import INIT, make_train
+from helpers import small_data, small_run
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+register_configs()
+SMALL = dict(depth=2, width=16)
+THREE_TASKS = RelatednessConfig(num_tasks=3, input_dim=8, n_train=256, n_val=64, n_test=64)
+TASKS = tuple(regression(f"t{i}") for i in (1, 2, 3))
+EVERY_MODEL = {
+    "hard": HardConfig(**SMALL, shared_depth=1),
+    "soft": SoftConfig(**SMALL, shared_depth=2, coupling=0.1),
+    "cross_stitch": CrossStitchConfig(**SMALL, shared_depth=2),
+    "mmoe": MMoEConfig(**SMALL, shared_depth=1, num_experts=2),
+    "omoe": OMoEConfig(**SMALL, shared_depth=1, num_experts=2),
+    "tree": TreeConfig(**SMALL, groups=[TreeGroup(depth=1), TreeGroup(["t1", "t2"], 2),
+                                        TreeGroup(["t3", "t4"], 2)]),
+    "hard_conv": HardConvConfig(image_shape=[2, 4], channels=[4], depth=1, width=8, shared_depth=1),
+}
+
+
+def leaves_equal(a, b) -> bool:
+    return all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@functools.cache
+def hard_run(shared_depth: int) -> dict:
+    """The reference: hard sharing at this depth, two seeds of the small two-task run."""
+    return train_two_seeds(HardConfig(**SMALL, shared_depth=shared_depth))
+
+
+def train_two_seeds(model) -> dict:
+    run = small_run(model=model)
+    source, data = small_data(run)
+    return execute(run, source.tasks, data, [0, 1])[0]
+
+
+DEGENERATE = [
+    ("cross_stitch, frozen identity = separate towers",
+     CrossStitchConfig(**SMALL, shared_depth=2, alpha_self=1.0, learn_mixing=False), 0),
+    ("mmoe, one expert = shared bottom", MMoEConfig(**SMALL, shared_depth=2, num_experts=1), 2),
+    ("tree, one group of every task = hard sharing", TreeConfig(**SMALL, groups=[TreeGroup(depth=2)]), 2),
+]
+
+
+@pytest.mark.parametrize("cfg,hard_depth", [d[1:] for d in DEGENERATE], ids=[d[0] for d in DEGENERATE])
+def test_degenerate_case_trains_like_hard_sharing(cfg, hard_depth):
+    out, reference = train_two_seeds(cfg), hard_run(hard_depth)
+    for key in ("val", "test", "train_loss"):
+        np.testing.assert_allclose(out[key], reference[key], rtol=2e-5, atol=1e-6)
+
+
+def test_degenerate_cases_are_not_vacuous():
+    """Away from the degenerate settings the same models compute something else."""
+    x = jax.random.normal(jax.random.key(1), (5, 8))
+    towers = MODELS.get("hard").build(HardConfig(**SMALL, shared_depth=0), TASKS, 8)
+    params = towers.init(jax.random.key(0))
+    expected = towers.apply(params, x)
+    for cfg in (CrossStitchConfig(**SMALL, shared_depth=2, alpha_self=0.9),
+                CrossStitchConfig(**SMALL, shared_depth=2, alpha_self=1.0)):
+        model = MODELS.get("cross_stitch").build(cfg, TASKS, 8)
+        out = model.apply(model.init(jax.random.key(0)), x)
+        same = all(np.allclose(out[t], expected[t], rtol=1e-6) for t in expected)
+        assert same == (cfg.alpha_self == 1.0)  # identity units: exactly the towers, learned or not
+    moe = MODELS.get("mmoe").build(MMoEConfig(**SMALL, shared_depth=2, num_experts=2), TASKS, 8)
+    hard = MODELS.get("hard").build(HardConfig(**SMALL, shared_depth=2), TASKS, 8)
+    a, b = moe.apply(moe.init(jax.random.key(0)), x), hard.apply(hard.init(jax.random.key(0)), x)
+    assert not np.allclose(a["t1"], b["t1"], rtol=1e-4)
+
+
+def test_soft_coupling_is_the_sum_of_pairwise_distances_and_is_dynamic():
+    model = MODELS.get("soft").build(SoftConfig(depth=3, width=4, shared_depth=2), TASKS, 8)
+    params = model.init(jax.random.key(0))
+    layers = {n: params["tasks"][n]["layers"] for n in ("t1", "t2", "t3")}
+    naive = sum(float(jnp.sum((layers[a][i][w] - layers[b][i][w]) ** 2))
+                for a, b in itertools.combinations(layers, 2) for i in (0, 1) for w in ("kernel", "bias"))
+    penalty = model.penalty(params, {"coupling": jnp.asarray(0.5)})
+    np.testing.assert_allclose(float(penalty), 0.5 * naive, rtol=1e-5)
+    # Batched over the coupling in one program: 0 reproduces separate towers, 1 does not.
+    run = small_run(model=SoftConfig(**SMALL, shared_depth=2))
+    source, data = small_data(run)
+    train = make_train(run, source.tasks, 8, 256)
+    hp = hparams(run)
+    hp["model"] = {"coupling": jnp.asarray([0.0, 1.0])}
+    axes = {"optim": None, "method": None, "model": {"coupling": 0}}
+    out = jax.jit(jax.vmap(train, in_axes=(None, axes, None)))(jax.random.key(0), hp, data)
+    towers = hard_run(0)
+    np.testing.assert_allclose(out["test"][0], towers["test"][0], rtol=2e-5, atol=1e-6)
+    assert not np.allclose(out["test"][1], towers["test"][0], rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["mmoe", "omoe"])
+def test_gates_sum_to_one(name):
+    """With every expert a copy of expert 0, each task's gated sum is expert 0's output exactly
+    when its gate weights sum to one."""
+    cfg = dataclasses.replace(EVERY_MODEL[name], num_experts=4)
+    model = MODELS.get(name).build(cfg, TASKS, 8)
+    params = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (6, 8))
+    copies = jax.tree.map(lambda a: jnp.broadcast_to(a[:1], a.shape), params["shared"]["experts"])
+    z = model.trunk({**params, "shared": {**params["shared"], "experts": copies}}, x)
+    h = jax.tree.map(lambda a: a[0], params["shared"]["experts"])
+    bottom = MODELS.get("hard").build(HardConfig(**SMALL, shared_depth=1), TASKS, 8).trunk({"shared": h}, x)
+    for zt in (z.values() if name == "mmoe" else [z]):
+        np.testing.assert_allclose(zt, bottom, rtol=1e-5, atol=1e-6)
+
+
+def initial_params(model, seeds):
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    return jax.vmap(lambda k: model.init(jax.random.fold_in(k, INIT)))(keys)
+
+
+SCHEDULES = {
+    "joint+pcgrad": dict(schedule=ScheduleConfig(name="joint"), method=PCGradConfig()),
+    "alternate": dict(schedule=ScheduleConfig(name="alternate", sampling="round_robin")),
+}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("name", EVERY_MODEL)
+def test_every_model_trains_under_vmap_and_masks_other_tasks(name, schedule):
+    """Two seeds in one program. Alternate round robin for 2 steps trains t1 then t2: the other
+    tasks' own parameters must stay bit-identical to their initial values, while t1's, t2's and
+    the shared ones move. The tree gets a fourth task so that one group (t3+t4) serves neither
+    trained task; it must not move either."""
+    alternate = schedule == "alternate"
+    data = dataclasses.replace(THREE_TASKS, num_tasks=4 if name == "tree" else 3)
+    run = small_run(data=data, model=EVERY_MODEL[name], **SCHEDULES[schedule],
+                    train=dataclasses.replace(small_run().train, steps=2, eval_every=1))
+    source, data = small_data(run)
+    train = make_train(run, source.tasks, 8, 256)
+    keys = jax.vmap(jax.random.key)(jnp.asarray([0, 1], jnp.uint32))
+    out = jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, hparams(run), data)
+    assert np.all(np.isfinite(out["test"])) and np.all(out["diverged_at"] == -1)
+    assert not np.allclose(out["test"][0], out["test"][1])  # the seeds really differ
+    if not alternate:
+        return
+    model = MODELS.get(name).build(run.model, source.tasks, 8)
+    init, final = initial_params(model, [0, 1]), out["final"].params
+    for task in [t.name for t in source.tasks]:
+        assert leaves_equal(final["tasks"][task], init["tasks"][task]) == (task not in ("t1", "t2"))
+    if name == "tree":
+        assert leaves_equal(final["shared"]["t3+t4"], init["shared"]["t3+t4"])
+        assert not leaves_equal(final["shared"]["t1+t2"], init["shared"]["t1+t2"])
+    elif jax.tree.leaves(init["shared"]):
+        assert not leaves_equal(final["shared"], init["shared"])
+
+
+@pytest.mark.parametrize("name", EVERY_MODEL)
+def test_target_params_picks_the_closest_width(name):
+    target, tasks = 20_000, tuple(regression(f"t{i}") for i in (1, 2, 3, 4))
+    cfg, entry = dataclasses.replace(EVERY_MODEL[name], target_params=target), MODELS.get(name)
+
+    def count(width):
+        return count_params(entry.build(dataclasses.replace(cfg, target_params=None, width=width), tasks, 8))
+
+    width = match_width(cfg, entry.build, tasks, 8).width
+    assert count_params(entry.build(cfg, tasks, 8)) == count(width)
+    assert abs(count(width) - target) / target < 0.03
+    assert abs(count(width) - target) <= min(abs(count(width + d) - target) for d in (-1, 1))
+    # The single-task baseline keeps the config's own width.
+    assert cfg.single_task().width == cfg.width and cfg.single_task().target_params is None
+
+
+def test_conv_trunk_keeps_the_meaning_of_sharing_depth():
+    """Conv blocks first, then dense layers: each unit of depth moves one layer into the trunk,
+    and the shared conv layers really are 3 x 3 convolutions."""
+    counts = []
+    for k in range(4):
+        cfg = HardConvConfig(image_shape=[10, 10], channels=[4, 8], depth=2, width=16, shared_depth=k)
+        params = jax.eval_shape(MODELS.get("hard_conv").build(cfg, TASKS, 100).init, jax.random.key(0))
+        counts.append(sum(leaf.size for leaf in jax.tree.leaves(params["shared"])))
+        if k == 2:
+            assert params["shared"]["layers"][1]["conv"]["kernel"].shape == (3, 3, 4, 8)
+    assert counts[0] == 0 and counts == sorted(set(counts))
+    with pytest.raises(ConfigError, match="^model.image_shape"):
+        MODELS.get("hard_conv").build(HardConvConfig(image_shape=[8, 8]), TASKS, 100)
+
+
+def job(tmp_path: Path, overrides: list[str]):
+    small = ["seeds=2", "train.steps=20", "train.eval_every=10", "data.num_tasks=3",
+             "data.n_train=64", "data.n_val=32", "data.n_test=32", "model=tree"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        run = resolve(compose("config", overrides=small + overrides))
+    return run_job(run, tmp_path / "job", tmp_path / "baselines", "test")
+
+
+BAD_TREES = [
+    ("unknown task", "[{tasks: [t1, zz], depth: 1}]", "model.groups[0].tasks"),
+    ("task missing", "[{tasks: [t1, t2], depth: 1}]", "model.groups"),
+    ("not nested", "[{tasks: [t1, t2], depth: 1}, {tasks: [t2, t3], depth: 2}]", "model.groups"),
+    ("depth not increasing inward", "[{depth: 2}, {tasks: [t1, t2], depth: 2}]", "model.groups[1].depth"),
+    ("deeper than the model", "[{depth: 4}]", "model.groups[0].depth"),
+]
+
+
+@pytest.mark.parametrize("groups,key", [b[1:] for b in BAD_TREES], ids=[b[0] for b in BAD_TREES])
+def test_bad_trees_fail_with_one_line_naming_the_key(tmp_path, groups, key):
+    with pytest.raises(ConfigError) as err:
+        job(tmp_path, [f"model.groups={groups}"])
+    message = str(err.value)
+    assert message.startswith(f"{key}=") and "\n" not in message
+    assert not list(tmp_path.rglob("*.json"))
