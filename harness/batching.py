@@ -58,7 +58,10 @@ def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
     `train.checkpoint_every` set and a `checkpoint_dir`, the run goes in checkpointed segments.
     """
     run0, tasks, data0 = units[0].run, units[0].tasks, units[0].data
-    train = make_train(run0, tasks, data0.train.x.shape[1], data0.train.x.shape[0])
+    rows = getattr(run0.data, "train_rows", None)
+    names = {t.name for t in tasks}
+    task_rows = {n: r for n, r in rows.items() if n in names} if rows else None
+    train = make_train(run0, tasks, data0.train.x.shape[1], data0.train.x.shape[0], task_rows)
     seeds = [s for u in units for s in u.seeds]
     hp = _stack([hparams(u.run) for u in units for _ in u.seeds])
     data_keys = {json.dumps(dataclasses.asdict(u.run.data), sort_keys=True) for u in units}

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness.config import RunConfig, ScheduleConfig
+from harness.errors import bad
 from harness.data.base import DATASETS, DataSource, Dataset, Split, select_tasks
 from harness.methods.equal import EqualConfig
 from harness.results import config_hash, environment, existing_seeds, record_path, write_json
@@ -135,6 +136,7 @@ def plan_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> l
         enable_compile_cache(run.compile_cache)
     data_hp = {k: jnp.asarray(v) for k, v in dynamic_values(run.data).items()}
     data = jax.jit(source.generate)(jax.random.key(getattr(run.data, "seed", 0)), data_hp)
+    check_rows(getattr(run.data, "train_rows", None), tasks, data.train.x.shape[0])
     env = {**environment(), "data_info": source.describe(data)}
     seeds = list(range(run.seed, run.seed + run.seeds))
     units, baselines = [], {}
@@ -158,6 +160,18 @@ def plan_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> l
               "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
     units.append(Unit("mtl", run, tasks, data, todo(runs_dir, h, seeds), runs_dir, common))
     return units
+
+
+def check_rows(rows: dict | None, tasks, n_train: int) -> None:
+    """data.train_rows: known tasks, each with 1..n_train rows."""
+    if not rows:
+        return
+    names = [t.name for t in tasks]
+    for name, n in rows.items():
+        if name not in names:
+            raise bad("data.train_rows", dict(rows), f"task names among {', '.join(names)}")
+        if not 1 <= n <= n_train:
+            raise bad(f"data.train_rows.{name}", n, f"an integer in 1..{n_train} (the train split)")
 
 
 def todo(out_dir: Path, h: str, seeds: list[int]) -> list[int]:

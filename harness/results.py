@@ -88,12 +88,14 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _flatten(prefix: str, obj: Any, out: dict) -> None:
-    if isinstance(obj, dict):
+def _flatten(prefix: str, obj: Any, out: dict, depth: int = 0) -> None:
+    """cfg.<group>.<field> columns; a field holding a dict or list (task sizes, a task tree)
+    is one JSON cell, so parquet columns keep one type and an empty dict still has a column."""
+    if isinstance(obj, dict) and depth < 2:
         for k, v in obj.items():
-            _flatten(f"{prefix}.{k}", v, out)
-    elif isinstance(obj, (list, tuple)):
-        out[prefix] = json.dumps(obj)  # one cell, so parquet columns keep one type
+            _flatten(f"{prefix}.{k}", v, out, depth + 1)
+    elif isinstance(obj, (dict, list, tuple)):
+        out[prefix] = json.dumps(obj, sort_keys=True)
     else:
         out[prefix] = obj
 

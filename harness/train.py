@@ -22,6 +22,7 @@ from harness.data.base import Dataset, Split, TaskSpec
 from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs
 from harness.models.base import MODELS, Model
+from harness.models.layers import task_tag
 from harness.optim import clip, make_direction, make_learning_rate
 from harness.schedules import make_selector, select
 
@@ -48,16 +49,23 @@ def build_parts(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> 
     return model, method
 
 
-def task_losses(model: Model, tasks: tuple[TaskSpec, ...]):
+def task_losses(model: Model, tasks: tuple[TaskSpec, ...], blocks: bool = False):
+    """(task_params, z, y) -> (T,) losses. With `blocks`, the rows of z come in T blocks, one
+    per task's own batch, and each task's loss reads only its block."""
     def heads_losses(task_params, z, y):
-        out = model.heads(task_params, z)
-        return jnp.stack([L.loss(t, out[t.name], y[t.name]) for t in tasks])
+        if not blocks:
+            out = model.heads(task_params, z)
+            return jnp.stack([L.loss(t, out[t.name], y[t.name]) for t in tasks])
+        size = y[tasks[0].name].shape[0]
+        return jnp.stack([
+            L.loss(t, model.heads(task_params, jax.tree.map(lambda a: a[i * size:(i + 1) * size], z))[t.name], y[t.name])
+            for i, t in enumerate(tasks)])
 
     return heads_losses
 
 
 def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], shared_size: int,
-                   diagnostics: bool = False, affinity: bool = False):
+                   diagnostics: bool = False, affinity: bool = False, blocks: bool = False):
     """(params, x, y, method_state, key, hparams, model_hparams, active, lr)
     -> (losses, grads, MethodOutput, probes).
 
@@ -67,7 +75,7 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
     affinity; empty otherwise.
     """
     num_tasks = len(tasks)
-    heads_losses = task_losses(model, tasks)
+    heads_losses = task_losses(model, tasks, blocks)
     needs = method.needs if shared_size > 0 else Needs.LOSSES
     probing = shared_size > 0 and (diagnostics or affinity)
     eye = jnp.eye(num_tasks)
@@ -152,8 +160,13 @@ def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split) ->
     return metrics, losses
 
 
-def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, train_size: int) -> Callable:
+def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, train_size: int,
+               task_rows: dict[str, int] | None = None) -> Callable:
     """Build `train(key, hparams, data) -> outputs` for one static configuration.
+
+    task_rows: None, every task trains on all `train_size` rows and each step draws one batch
+    for all tasks; or task -> n_t, each task trains on its first n_t rows and draws its own
+    batch from its own key stream (so alone or among others it sees the same batches).
 
     hparams = {"optim": {...}, "method": {...}, "model": {...}} (dynamic values as arrays).
     outputs = {"val", "test", "val_loss", "train_loss", "weights", "grad_norm": (E, T) per
@@ -170,11 +183,22 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
     joint = run.schedule.name == "joint"
     per_task_state = not joint and run.schedule.optimizer_state == "per_task"
     names = [t.name for t in tasks]
-    selector = make_selector(run.schedule, (train_size,) * num_tasks)
+    rows = [task_rows.get(n, train_size) for n in names] if task_rows is not None else [train_size] * num_tasks
+    selector = make_selector(run.schedule, tuple(rows))
     scores = jnp.asarray([-1.0 if t.lower_is_better else 1.0 for t in tasks])
     shared_shapes = jax.eval_shape(model.init, jax.random.key(0))["shared"]
     shared_size = sum(leaf.size for leaf in jax.tree.leaves(shared_shapes))
-    gradients = make_gradients(model, method, tasks, shared_size, run.train.diagnostics, run.train.affinity)
+    gradients = make_gradients(model, method, tasks, shared_size, run.train.diagnostics, run.train.affinity,
+                               blocks=task_rows is not None)
+
+    def draw_batch(data: Dataset, k_batch: jax.Array, s):
+        if task_rows is None:
+            idx = jax.random.randint(jax.random.fold_in(k_batch, s), (B,), 0, train_size)
+            return data.train.x[idx], {n: data.train.y[n][idx] for n in names}
+        step_key = jax.random.fold_in(k_batch, s)
+        idx = {n: jax.random.randint(jax.random.fold_in(step_key, task_tag(n)), (B,), 0, r)
+               for n, r in zip(names, rows)}
+        return jnp.concatenate([data.train.x[idx[n]] for n in names]), {n: data.train.y[n][idx[n]] for n in names}
     grad_dim = method_grad_dim(model, method, shared_shapes, input_dim, B)
     # Shared groups and the task indices using each; None: one group serving every task.
     if model.shared_groups is None:
@@ -183,16 +207,16 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
         group_users = {g: jnp.asarray([names.index(n) for n in users])
                        for g, users in model.shared_groups.items()}
 
-    def per_group(fn, *trees):
-        """fn(group, *subtrees) for each shared group, returned as a tuple of per-group outputs
-        reassembled in the shape of params["shared"]; the whole tree when there are no groups."""
+    def per_group(fn, *trees, outputs: int = 1):
+        """fn(group, *subtrees) for each shared group, reassembled in the shape of
+        params["shared"] (`outputs` results as a tuple); the whole tree when there are no
+        groups. The count is explicit: an optax state is itself a tuple."""
         if model.shared_groups is None:
             return fn(None, *trees)
         outs = {g: fn(g, *(t[g] for t in trees)) for g in model.shared_groups}
-        first = next(iter(outs.values()))
-        if isinstance(first, tuple):
-            return tuple({g: o[i] for g, o in outs.items()} for i in range(len(first)))
-        return outs
+        if outputs == 1:
+            return outs
+        return tuple({g: o[i] for g, o in outs.items()} for i in range(outputs))
 
     def parts(key: jax.Array, hp: dict, data: Dataset | None):
         """(init_carry, chunk) closures of one run; data may be None for init_carry only."""
@@ -225,8 +249,7 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
 
         def step(carry: Carry, s):
             params, opt, mstate, diverged_at = carry
-            idx = jax.random.randint(jax.random.fold_in(k_batch, s), (B,), 0, train_size)
-            x, y = data.train.x[idx], {n: data.train.y[n][idx] for n in names}
+            x, y = draw_batch(data, k_batch, s)
             active = selector(jax.random.fold_in(k_sched, s), s)
             lr = lr_at(s)
             losses, grads, out, probes = gradients(params, x, y, mstate, jax.random.fold_in(k_method, s),
@@ -240,7 +263,7 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
                 new_tasks[n], new_task_opt[n] = p_n, s_n
             new_shared, shared_opt = per_group(
                 lambda group, st, g, p: update_shared(group, st, g, p, lr, active),
-                opt["shared"], grads["shared"], params["shared"])
+                opt["shared"], grads["shared"], params["shared"], outputs=2)
             new = ({"shared": new_shared, "tasks": new_tasks}, {"shared": shared_opt, "tasks": new_task_opt}, out.state)
             finite = jnp.all(jnp.isfinite(losses))
             healthy = (diverged_at < 0) & finite

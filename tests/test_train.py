@@ -145,3 +145,28 @@ def test_affinity_is_high_between_identical_tasks_and_low_between_unrelated_ones
 
     same, unrelated = cross_over_self(1.0), cross_over_self(0.0)
     assert same > 0.5 and abs(unrelated) < 0.1
+
+
+def test_imbalanced_tasks_draw_their_own_batches_and_keep_baselines_fair():
+    """With data.train_rows, separate towers still reproduce the single-task runs exactly, and a
+    task limited to few rows fits them (its train loss) better than its val split."""
+    base = small_run(model=dataclasses.replace(small_run().model, shared_depth=0))
+    run = dataclasses.replace(base, data=dataclasses.replace(base.data, train_rows={"t1": 16}),
+                              train=dataclasses.replace(base.train, steps=60, eval_every=30))
+    source, data = small_data(run)
+    mtl, _, _ = execute(run, source.tasks, data, [0])
+    for j, task in enumerate(source.tasks):
+        stl, _, _ = execute(single_task(run, task.name), (task,), only(data, task.name), [0])
+        np.testing.assert_allclose(mtl["test"][..., j], stl["test"][..., 0], rtol=1e-5, atol=1e-6)
+    overfit = mtl["val_loss"][0, -1, 0] / mtl["train_loss"][0, -1, 0]
+    full = mtl["val_loss"][0, -1, 1] / mtl["train_loss"][0, -1, 1]
+    assert overfit > full  # 16 rows generalise worse than 256
+
+
+def test_proportional_sampling_follows_train_rows():
+    from harness.config import ScheduleConfig
+    from harness.schedules import make_selector
+
+    pick = make_selector(ScheduleConfig(name="alternate", sampling="proportional"), (300, 100))
+    picks = jax.vmap(lambda k: pick(k, 0))(jax.random.split(jax.random.key(0), 4000))
+    assert abs(float(picks[:, 0].mean()) - 0.75) < 0.03

@@ -12,7 +12,7 @@ a source image seen in training never appears in a val or test example.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import jax.numpy as jnp
@@ -37,6 +37,9 @@ class DigitsConfig:
     offset: int = 2  # down-right shift of the right digit
     seed: int = 0
     tasks: Optional[list[str]] = None
+    # Imbalanced tasks: task -> number of train rows it may use (its first n rows); each task then
+    # draws its own batches. Empty: every task uses every train row.
+    train_rows: dict[str, int] = field(default_factory=dict)
 
 
 def load_source() -> tuple[np.ndarray, np.ndarray]:

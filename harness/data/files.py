@@ -36,6 +36,9 @@ class FilesConfig:
     seed: int = 0  # the row shuffle before splitting
     standardize_x: bool = True  # with train statistics
     tasks: Optional[list[str]] = None
+    # Imbalanced tasks: task -> number of train rows it may use (its first n rows); each task then
+    # draws its own batches. Empty: every task uses every train row.
+    train_rows: dict[str, int] = field(default_factory=dict)
 
 
 def check(cfg: FilesConfig) -> None:

@@ -14,7 +14,7 @@ program; x depends only on the key, so runs that differ in p see the same inputs
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import jax
@@ -42,6 +42,9 @@ class RelatednessConfig:
     # Folded into the key that `generate` receives, so the dataset can change without the run seed.
     seed: int = 0
     tasks: Optional[list[str]] = None
+    # Imbalanced tasks: task -> number of train rows it may use (its first n rows); each task then
+    # draws its own batches. Empty: every task uses every train row.
+    train_rows: dict[str, int] = field(default_factory=dict)
 
 
 def task_weights(key: jax.Array, num_tasks: int, input_dim: int, correlation: jax.Array,
