@@ -92,7 +92,7 @@ def avals(tree):
 def test_registry_holds_the_catalogue():
     expected = {"equal", "static", "uncertainty", "dwa", "rlw", "gls", "gradnorm", "validation_weighting",
                 "famo", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl", "nash_mtl", "gradvac", "aligned_mtl",
-                "upgrad"}
+                "upgrad", "db_mtl"}
     assert expected <= set(METHODS.names())
 
 
@@ -200,6 +200,7 @@ def test_permuting_tasks_permutes_weights_and_keeps_direction(name):
     ("famo", {"gamma": -0.1}), ("mgda", {"normaliser": "l1"}), ("mgda_ub", {"iters": 0}),
     ("cagrad", {"c": -0.1}), ("cagrad", {"rescale": "c"}), ("imtl", {"mode": "both"}),
     ("nash_mtl", {"iters": 0}), ("gradvac", {"beta": 0.0}), ("upgrad", {"iters": 0}),
+    ("db_mtl", {"beta": 1.0}), ("db_mtl", {"beta_sigma": -0.5}),
 ])
 def test_bad_config_values_are_one_line_errors(name, overrides):
     with pytest.raises(ConfigError) as err:
@@ -348,6 +349,59 @@ def test_aligned_mtl_aligns_to_orthogonal_gradients_of_equal_norm():
     expected = sigma_min * np.real(sqrtm(m)) @ np.ones(3)
     np.testing.assert_allclose(np.asarray(grads, float) @ np.asarray(aggregate("aligned_mtl", grads), float),
                                expected, rtol=1e-3)
+
+
+def db_mtl_steps(losses: jax.Array, grads: jax.Array, **overrides):
+    """DB-MTL over a sequence of steps, losses (K, T) and grads (K, T, P); the stacked outputs."""
+    cfg = config("db_mtl", losses.shape[1], **overrides)
+    method = METHODS.get("db_mtl").build(cfg, tasks(losses.shape[1]))
+    keys = jax.random.split(jax.random.key(0), losses.shape[0])
+    return scan_updates(method, hparams(cfg), (losses, grads, keys), losses.shape[1])[1]
+
+
+def drifting_problem(steps: int = 5, num_tasks: int = 3):
+    """Losses (K, T) and gradients (K, T, P) that change from step to step."""
+    pairs = [problem(60 + k, num_tasks) for k in range(steps)]
+    return jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
+
+
+def test_db_mtl_direction_is_invariant_to_rescaling_a_task_loss():
+    """Lin et al. 2023: with L_t -> c_t L_t (so g_t -> c_t g_t) the log-loss gradients, their
+    averages and hence the direction stay the same; each task's own parameters get grad log L_t
+    (weights 1 / L_t), unchanged too."""
+    losses, grads = drifting_problem()
+    c = jnp.asarray([100.0, 1.0, 0.01])
+    plain = db_mtl_steps(losses, grads, beta_sigma=0.5)
+    scaled = db_mtl_steps(losses * c, grads * c[None, :, None], beta_sigma=0.5)
+    np.testing.assert_allclose(scaled.direction, plain.direction, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scaled.weights * losses * c, 1.0, rtol=1e-5)
+
+
+def test_db_mtl_gives_every_task_a_contribution_of_the_largest_norm():
+    """Gradient-magnitude balancing: d = sum_t s_t u_t with ||s_t u_t|| = max_s ||u_s|| for every t;
+    with orthogonal gradients, d therefore has the same projection on every task's unit direction."""
+    losses, grads = drifting_problem()
+    out = db_mtl_steps(losses, grads * jnp.asarray([10.0, 1.0, 0.1])[None, :, None])
+    contributions = out.diagnostics["scales"][..., None] * out.state.average
+    norms = jnp.linalg.norm(contributions, axis=2)
+    np.testing.assert_allclose(norms, jnp.max(jnp.linalg.norm(out.state.average, axis=2), axis=1,
+                                              keepdims=True).repeat(3, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(out.direction, contributions.sum(axis=1), rtol=1e-5, atol=1e-6)
+    orthogonal = jnp.diag(jnp.asarray([5.0, 0.1, 1.0]))
+    d = aggregate("db_mtl", orthogonal, losses=jnp.asarray([0.3, 2.0, 7.0]))
+    np.testing.assert_allclose(d, jnp.full(3, d[0]), rtol=1e-5)
+
+
+def test_db_mtl_average_follows_the_reference_recursion():
+    """u_k = h_k + (beta / k^sigma) (u_{k-1} - h_k), u_0 = 0, h_k = g_k / (L_k + 1e-8), as in LibMTL."""
+    losses, grads = drifting_problem(steps=4)
+    beta, sigma = 0.9, 0.5
+    out = db_mtl_steps(losses, grads, beta=beta, beta_sigma=sigma)
+    u = np.zeros(grads.shape[1:])
+    for k in range(1, 5):
+        h = np.asarray(grads[k - 1], float) / (np.asarray(losses[k - 1], float)[:, None] + 1e-8)
+        u = h + beta / k**sigma * (u - h)
+        np.testing.assert_allclose(out.state.average[k - 1], u, rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- loss weighting
@@ -502,3 +556,11 @@ def test_imtl_l_drives_every_scaled_loss_to_one():
     losses = jnp.tile(jnp.asarray([0.2, 5.0]), (400, 1))
     _, outs = scan_updates(method, hparams(cfg), (losses, None, jax.random.split(jax.random.key(0), 400)), 2)
     np.testing.assert_allclose(outs.weights[-1] * losses[-1], 1.0, atol=0.05)
+
+
+def test_cagrad_is_finite_for_nearly_opposite_gradients():
+    """g0' M g0 rounds below zero for nearly opposite gradients; the norms must stay finite."""
+    from harness.methods import aggregate
+
+    d = aggregate("cagrad", jnp.asarray([[-0.2544319, -0.00063893], [0.25442764, 0.00078752]]))
+    assert bool(jnp.all(jnp.isfinite(d)))

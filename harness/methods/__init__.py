@@ -13,6 +13,7 @@ from harness.methods import (  # noqa: F401  (each module registers itself)
     aligned_mtl,
     base,
     cagrad,
+    db_mtl,
     dwa,
     equal,
     famo,

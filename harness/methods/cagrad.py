@@ -41,13 +41,13 @@ def cagrad_direction(grads: jax.Array, c: jax.Array, rescale: str, iters: int) -
     num_tasks = grads.shape[0]
     m = normalised(gram(grads))  # the optimal w is invariant to the scale of M
     mean = jnp.full((num_tasks,), 1.0 / num_tasks, grads.dtype)
-    g0_norm = jnp.sqrt(mean @ m @ mean + EPS)
+    g0_norm = jnp.sqrt(jnp.maximum(mean @ m @ mean, 0.0) + EPS)  # rounding can make it slightly negative
 
     def dual(w):
-        return w @ (m @ mean) + c * g0_norm * jnp.sqrt(w @ m @ w + EPS)
+        return w @ (m @ mean) + c * g0_norm * jnp.sqrt(jnp.maximum(w @ m @ w, 0.0) + EPS)
 
     w = minimize_on_simplex(dual, mean, iters)
-    lam = c * g0_norm / jnp.sqrt(w @ m @ w + EPS)
+    lam = c * g0_norm / jnp.sqrt(jnp.maximum(w @ m @ w, 0.0) + EPS)
     d = (mean + lam * w) @ grads
     return d / (1 + c**2 if rescale == "1+c^2" else 1 + c)
 
