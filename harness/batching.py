@@ -20,12 +20,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from harness.checkpoint import run_in_segments
+from harness.config import identity
 from harness.results import config_hash
 from harness.schema import dynamic_names, dynamic_values
 from harness.train import make_train
 
 GROUPS_WITH_DYNAMIC_FIELDS = ("data", "model", "method", "optim")
-NOT_PROGRAM = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache")
 
 
 def hparams(run) -> dict:
@@ -36,7 +36,7 @@ def hparams(run) -> dict:
 
 def static_key(run, tasks: Sequence[str]) -> str:
     """Runs with equal keys compile to the same program: everything but dynamic values."""
-    d = {k: v for k, v in dataclasses.asdict(run).items() if k not in NOT_PROGRAM}
+    d = identity(run)
     for group in GROUPS_WITH_DYNAMIC_FIELDS:
         for name in dynamic_names(type(getattr(run, group))):
             # Only presence matters (a None weight list is a different program from a list).

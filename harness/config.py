@@ -6,6 +6,7 @@ conf/<group>/ extends its schema (`- /schema/<group>/<name>@_here_`) and is type
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -108,6 +109,15 @@ class RunConfig:
     baseline_dir: Optional[str]
     study: str
     compile_cache: Optional[str]
+
+
+# Fields that say where or how many, not what: excluded from a configuration's identity.
+NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache")
+
+
+def identity(run: RunConfig) -> dict[str, Any]:
+    """What a configuration is, without its seeds and locations (hashed into config_hash)."""
+    return {k: v for k, v in dataclasses.asdict(run).items() if k not in NOT_IDENTITY}
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.config import RunConfig, ScheduleConfig
+from harness.config import RunConfig, ScheduleConfig, identity
 from harness.errors import bad
 from harness.data.base import DATASETS, DataSource, Dataset, Split, select_tasks
 from harness.methods.equal import EqualConfig
@@ -28,15 +28,6 @@ from harness.results import config_hash, environment, existing_seeds, record_pat
 from harness.schema import dynamic_values
 from harness.batching import execute_units, hparams  # noqa: F401  (hparams re-exported)
 from harness.train import build_parts
-
-# Fields that say where or how many, not what: excluded from a configuration's identity.
-NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache")
-
-
-def identity(run: RunConfig) -> dict[str, Any]:
-    d = dataclasses.asdict(run)
-    return {k: v for k, v in d.items() if k not in NOT_IDENTITY}
-
 
 def build_source(run: RunConfig) -> DataSource:
     source = DATASETS.get(run.data.name).build(run.data)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.batching import execute_units, static_key
 from harness.config import resolve
-from harness.driver import Unit, plan_job, step_progress, write_unit
+from harness.driver import Unit, plan_job, write_unit
 from harness.results import config_hash
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,3 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
             elapsed = time.perf_counter() - start
             progress(f"group {n}/{len(todo)} ({runs} runs) done; elapsed {elapsed:.0f} s, "
                      f"ETA {elapsed / n * (len(todo) - n):.0f} s")
-
-
-def tty_progress() -> Callable[[str], None] | None:
-    """Progress lines on an interactive terminal; quiet when not a TTY or in CI."""
-    return step_progress()

@@ -49,7 +49,8 @@ class BatchedLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from harness.cli import report_error
         from harness.errors import ConfigError
-        from harness.launch import execute, prepare, tty_progress
+        from harness.driver import step_progress
+        from harness.launch import execute, prepare
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -65,7 +66,7 @@ class BatchedLauncher(Launcher):
         except ConfigError as err:
             report_error(err)
         log.info(f"Launching {len(jobs)} jobs, batched by compiled program")
-        execute(jobs, self.max_batch, tty_progress(), self.make_executor())
+        execute(jobs, self.max_batch, step_progress(), self.make_executor())
         returns = []
         for job, overrides in zip(jobs, job_overrides):
             log.info(f"\t#{job.config.hydra.job.num} : {' '.join(filter_overrides(overrides))}")
