@@ -19,25 +19,26 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from harness import teachers
 from harness.checkpoint import run_in_segments
 from harness.config import identity
 from harness.results import config_hash
 from harness.schema import dynamic_names, dynamic_values
 from harness.train import make_train
 
-GROUPS_WITH_DYNAMIC_FIELDS = ("data", "model", "method", "optim")
+GROUPS_WITH_DYNAMIC_FIELDS = ("data", "model", "method", "optim", "distill")
 
 
 def hparams(run) -> dict:
-    """The dynamic values of a run, as the `hparams` argument of `train`."""
+    """The dynamic values of a run, as the `hparams` argument of `train` (without teachers)."""
     return {"optim": dynamic_values(run.optim), "method": dynamic_values(run.method),
-            "model": dynamic_values(run.model)}
+            "model": dynamic_values(run.model), "distill": dynamic_values(run.distill)}
 
 
 def static_key(run, tasks: Sequence[str]) -> str:
     """Runs with equal keys compile to the same program: everything but dynamic values."""
     d = identity(run)
-    for group in GROUPS_WITH_DYNAMIC_FIELDS:
+    for group in (g for g in GROUPS_WITH_DYNAMIC_FIELDS if g in d):
         for name in dynamic_names(type(getattr(run, group))):
             # Only presence matters (a None weight list is a different program from a list).
             d[group][name] = None if getattr(getattr(run, group), name) is None else "dynamic"
@@ -63,7 +64,7 @@ def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
     task_rows = {n: r for n, r in rows.items() if n in names} if rows else None
     train = make_train(run0, tasks, data0.train.x.shape[1], data0.train.x.shape[0], task_rows)
     seeds = [s for u in units for s in u.seeds]
-    hp = _stack([hparams(u.run) for u in units for _ in u.seeds])
+    hp = _stack([{**hparams(u.run), **teacher_params(train, u, s)} for u in units for s in u.seeds])
     data_keys = {json.dumps(dataclasses.asdict(u.run.data), sort_keys=True) for u in units}
     shared_data = len(data_keys) == 1
     data = data0 if shared_data else _stack([u.data for u in units for _ in u.seeds])
@@ -81,13 +82,24 @@ def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
         t1 = time.perf_counter()
         out = jax.device_get(jax.block_until_ready(compiled(keys, hp, data)))
         compile_s, run_s = t1 - t0, time.perf_counter() - t1
-        out.pop("final")  # parameters are not part of a record
+    out["params"] = out.pop("final").params  # a baseline's are kept as a teacher; not in records
     outs, start = [], 0
     for u in units:
         outs.append(jax.tree.map(lambda a: a[start:start + len(u.seeds)], out))
         start += len(u.seeds)
     assert start <= size
     return outs, compile_s, run_s
+
+
+def teacher_params(train, unit, seed: int) -> dict:
+    """{"teachers": task -> parameters} of the same-seed baselines a distilled unit learns from;
+    {} without distillation."""
+    if train.teachers is None:
+        return {}
+    if unit.teachers is None:
+        raise ValueError(f"{unit.common.get('label', unit.kind)}: distillation needs its baselines' directories")
+    return {"teachers": {n: teachers.load(unit.teachers[n], seed, jax.eval_shape(m.init, jax.random.key(0)))
+                         for n, m in train.teachers.items()}}
 
 
 def _shard(keys, hp, data, batched_data: bool):

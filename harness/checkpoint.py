@@ -23,8 +23,8 @@ def run_in_segments(train: Callable, keys, hp, data, data_axis, every_chunks: in
                     ) -> tuple[dict, float, float]:
     """Like jit(vmap(train))(keys, hp, data), checkpointed every `every_chunks` evaluation windows.
 
-    Returns (outputs without "final", compile seconds, run seconds). The checkpoint directory is
-    removed once the run completes.
+    Returns (outputs, compile seconds, run seconds), "final" among the outputs being the last
+    training state. The checkpoint directory is removed once the run completes.
     """
     total = train.num_chunks
     vinit = jax.jit(jax.vmap(lambda k, h: train.init(jax.random.key(k), h)))
@@ -56,7 +56,8 @@ def run_in_segments(train: Callable, keys, hp, data, data_axis, every_chunks: in
             progress(f"step {(first + every_chunks) * steps // total}/{steps}")
     run_s = time.perf_counter() - t1
     out: dict[str, Any] = {**jax.device_get(state["curves"]),
-                           "diverged_at": np.asarray(jax.device_get(state["carry"].diverged_at))}
+                           "diverged_at": np.asarray(jax.device_get(state["carry"].diverged_at)),
+                           "final": jax.device_get(state["carry"])}
     manager.close()
     shutil.rmtree(directory, ignore_errors=True)
     return out, compile_s, run_s

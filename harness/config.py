@@ -19,8 +19,9 @@ import harness.models  # noqa: F401  (fills MODELS)
 from harness.data.base import DATASETS
 from harness.errors import bad
 from harness.methods.base import METHODS
+from harness.methods.equal import EqualConfig
 from harness.models.base import MODELS
-from harness.schema import dynamic
+from harness.schema import dynamic, unset_additions
 
 SCHEDULES = ("joint", "alternate")
 SAMPLINGS = ("uniform", "round_robin", "proportional")
@@ -67,6 +68,18 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation from the single-task baselines (Hinton et al. 2015; Crawshaw 2020
+    survey, section 2.6): task t's training loss becomes (1 - weight) L_t + weight KD_t, with KD_t
+    the distance from the same-seed single-task baseline of t, computed on each batch inside the
+    compiled run (harness.losses.distillation). Off by default; weight 0 is plain training."""
+
+    enabled: bool = False
+    weight: float = dynamic(0.5)  # in [0, 1]
+    temperature: float = dynamic(2.0)  # softening of classification logits (> 0)
+
+
+@dataclass
 class Config:
     data: Any = MISSING
     model: Any = MISSING
@@ -74,6 +87,7 @@ class Config:
     schedule: ScheduleConfig = MISSING
     optim: OptimConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     seeds: int = 5  # number of seeds, run as one vmap-ed program
     seed: int = 0  # first seed; runs use seed, seed+1, ..., seed+seeds-1
     baselines: bool = True  # train (or reuse) the matched single-task runs
@@ -109,6 +123,7 @@ class RunConfig:
     baseline_dir: Optional[str]
     study: str
     compile_cache: Optional[str]
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 # Fields that say where or how many, not what: excluded from a configuration's identity.
@@ -116,8 +131,16 @@ NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_
 
 
 def identity(run: RunConfig) -> dict[str, Any]:
-    """What a configuration is, without its seeds and locations (hashed into config_hash)."""
-    return {k: v for k, v in dataclasses.asdict(run).items() if k not in NOT_IDENTITY}
+    """What a configuration is, without its seeds and locations (hashed into config_hash).
+    Fields marked `added` (harness.schema) count only once set away from their default."""
+    d = {k: v for k, v in dataclasses.asdict(run).items() if k not in NOT_IDENTITY}
+    if not run.distill.enabled:  # runs without distillation are identified as before it existed
+        d.pop("distill")
+    for group, value in d.items():
+        if isinstance(value, dict):
+            for name in unset_additions(getattr(run, group)):
+                value.pop(name)
+    return d
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -156,6 +179,21 @@ def validate(run: RunConfig) -> None:
         raise bad("optim.warmup_steps", run.optim.warmup_steps, f"0 <= warmup_steps < train.steps ({run.train.steps})")
     if run.optim.clip_norm is not None:
         _positive("optim.clip_norm", run.optim.clip_norm)
+    if run.distill.enabled:
+        if not 0.0 <= run.distill.weight <= 1.0:
+            raise bad("distill.weight", run.distill.weight, "a number in [0, 1]")
+        _positive("distill.temperature", run.distill.temperature)
+        if not run.baselines:
+            raise bad("baselines", run.baselines, "true with distill.enabled (the teachers are the baselines)")
+
+
+def single_task(run: RunConfig, task: str) -> RunConfig:
+    """The matched single-task configuration of `task`: the same data (generated with every task,
+    then only `task` kept), seeds, steps and optimiser, the model's own tower
+    (`model.single_task()`), equal weights, joint schedule, no distillation."""
+    return dataclasses.replace(
+        run, data=dataclasses.replace(run.data, tasks=[task]), model=run.model.single_task(),
+        method=EqualConfig(), schedule=ScheduleConfig(name="joint"), distill=DistillConfig())
 
 
 def resolve(cfg: DictConfig) -> RunConfig:
@@ -165,6 +203,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
         data=obj.data, model=obj.model, method=obj.method, schedule=obj.schedule, optim=obj.optim,
         train=obj.train, seeds=obj.seeds, seed=obj.seed, baselines=obj.baselines,
         baseline_dir=obj.baseline_dir, study=obj.study, compile_cache=obj.compile_cache,
+        distill=obj.distill,
     )
     validate(run)
     return run

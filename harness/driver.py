@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.config import RunConfig, ScheduleConfig, identity
+from harness.config import RunConfig, identity, single_task  # noqa: F401  (single_task re-exported)
 from harness.errors import bad
 from harness.data.base import DATASETS, DataSource, Dataset, Split, select_tasks
-from harness.methods.equal import EqualConfig
 from harness.results import config_hash, environment, existing_seeds, record_path, write_json
 from harness.schema import dynamic_values
+from harness import teachers
 from harness.batching import execute_units, hparams  # noqa: F401  (hparams re-exported)
 from harness.train import build_parts
 
@@ -34,25 +34,23 @@ def build_source(run: RunConfig) -> DataSource:
     return select_tasks(source, getattr(run.data, "tasks", None))
 
 
-def single_task(run: RunConfig, task: str) -> RunConfig:
-    return dataclasses.replace(
-        run, data=dataclasses.replace(run.data, tasks=[task]), model=run.model.single_task(),
-        method=EqualConfig(), schedule=ScheduleConfig(name="joint"))
-
-
 def only(data: Dataset, task: str) -> Dataset:
     return Dataset(*(Split(s.x, {task: s.y[task]}) for s in data))
 
 
 def param_count(model) -> dict[str, Any]:
-    """Parameter counts: total, shared, and each task's own."""
+    """Parameter counts: total, shared, and each task's own; and the width the model was built
+    with, which differs from the config's when it was matched to a parameter budget."""
     shapes = jax.eval_shape(model.init, jax.random.key(0))
 
     def count(tree):
         return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(tree)))
 
-    return {"total": count(shapes), "shared": count(shapes["shared"]),
-            "tasks": {name: count(sub) for name, sub in shapes["tasks"].items()}}
+    counts = {"total": count(shapes), "shared": count(shapes["shared"]),
+              "tasks": {name: count(sub) for name, sub in shapes["tasks"].items()}}
+    if getattr(model, "width", None) is not None:  # the width built (after model.target_params)
+        counts["width"] = int(model.width)
+    return counts
 
 
 def execute(run: RunConfig, tasks, data: Dataset, seeds: list[int]) -> tuple[dict, float, float]:
@@ -108,6 +106,7 @@ class Unit:
     seeds: list[int]  # the seeds still to train
     out_dir: Path  # where its records go
     common: dict  # record fields shared by its seeds
+    teachers: dict[str, Path] | None = None  # distillation: task -> its baseline's directory
 
 
 def plan_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]:
@@ -141,7 +140,10 @@ def plan_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> l
                   "label": f"stl:{t.name}", "task": t.name, "tasks": [t.name], **env,
                   "task_specs": {t.name: dataclasses.asdict(t)},
                   "param_count": param_count(stl_models[t.name])}
-        units.append(Unit("stl", stl, (t,), only(data, t.name), todo(out_dir, h, seeds), out_dir, common))
+        # A distilled job also needs its teachers' parameters (a baseline from before they were
+        # kept is retrained: same seed, same record).
+        units.append(Unit("stl", stl, (t,), only(data, t.name), todo(out_dir, h, seeds, run.distill.enabled),
+                          out_dir, common))
     h = config_hash(identity(run))
     runs_dir = job_dir / "runs"
     common = {"kind": "mtl", "config": dataclasses.asdict(run), "config_hash": h, "label": label,
@@ -149,7 +151,8 @@ def plan_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> l
               "baseline_dir": _relative(baseline_dir, runs_dir), **env,
               "param_count": param_count(model),
               "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
-    units.append(Unit("mtl", run, tasks, data, todo(runs_dir, h, seeds), runs_dir, common))
+    teachers = {t: baseline_dir / hash_ for t, hash_ in baselines.items()} if run.distill.enabled else None
+    units.append(Unit("mtl", run, tasks, data, todo(runs_dir, h, seeds), runs_dir, common, teachers))
     return units
 
 
@@ -165,8 +168,11 @@ def check_rows(rows: dict | None, tasks, n_train: int) -> None:
             raise bad(f"data.train_rows.{name}", n, f"an integer in 1..{n_train} (the train split)")
 
 
-def todo(out_dir: Path, h: str, seeds: list[int]) -> list[int]:
+def todo(out_dir: Path, h: str, seeds: list[int], need_params: bool = False) -> list[int]:
+    """Seeds without a record of config hash `h` (or, with need_params, without saved parameters)."""
     done = set(existing_seeds(out_dir, h, seeds))
+    if need_params:
+        done = {s for s in done if teachers.params_path(out_dir, s).exists()}
     return [s for s in seeds if s not in done]
 
 
@@ -179,6 +185,9 @@ def write_unit(unit: Unit, out: dict | None, timing: dict, error: str | None = N
     else:
         recs = records(unit.run, unit.tasks, out, unit.seeds, timing, unit.common)
     paths = []
+    if out is not None and unit.kind == "stl":  # kept first: a record promises its teacher
+        for i, seed in enumerate(unit.seeds):
+            teachers.save(unit.out_dir, seed, jax.tree.map(lambda a: a[i], out["params"]))
     for rec in recs:
         path = record_path(unit.out_dir, rec["seed"])
         write_json(path, rec)

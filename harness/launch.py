@@ -98,16 +98,25 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
     """Run every group; a group's failure is recorded for its units and the others go on.
 
     executor: None runs the groups here, one after the other; a submitit executor receives each
-    group as one job (all submitted at once, so a cluster runs them side by side).
+    group as one job (submitted at once, so a cluster runs them side by side; distilled groups
+    after the baselines).
     """
     owner = {id(u): job for job in jobs for u in job.units}
     todo = groups(jobs, max_batch)
-    pending = [executor.submit(run_group, group) for group in todo] if executor is not None else None
+    # Distilled groups read their teachers' parameters, so on a cluster they are submitted only
+    # once every baseline group has finished; everything else is submitted at once.
+    pending, later = {}, []
+    if executor is not None:
+        later = [i for i, g in enumerate(todo) if any(u.teachers for u in g)]
+        pending = {i: executor.submit(run_group, g) for i, g in enumerate(todo) if i not in later}
     start = time.perf_counter()
     for n, group in enumerate(todo, 1):
         runs = sum(len(u.seeds) for u in group)
+        if later and n - 1 == min(later):  # baselines come first (groups()), so they are all done
+            pending.update({i: executor.submit(run_group, todo[i]) for i in later})
         try:
-            outs, compile_s, run_s = pending[n - 1].result() if pending else run_group(group, progress)
+            outs, compile_s, run_s = (pending[n - 1].result() if executor is not None
+                                      else run_group(group, progress))
             timing = {"compile_s": compile_s, "run_s": run_s, "batch": runs, "group_units": len(group)}
             results = [(out, timing, None) for out in outs]
         except Exception as err:  # a broken group must not take the sweep down

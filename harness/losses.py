@@ -25,3 +25,25 @@ def metric(spec: TaskSpec, out: jax.Array, y: jax.Array) -> jax.Array:
 def score(spec: TaskSpec, value: jax.Array) -> jax.Array:
     """The metric oriented so that higher is better."""
     return -value if spec.lower_is_better else value
+
+
+def distillation(spec: TaskSpec, out: jax.Array, teacher: jax.Array, temperature: jax.Array) -> jax.Array:
+    """Distance of a student's outputs from a teacher's on the same inputs (Hinton, Vinyals and
+    Dean 2015, "Distilling the Knowledge in a Neural Network").
+
+    Classification: T^2 KL(softmax(teacher / T) || softmax(out / T)), batch mean. The T^2 factor
+    is the paper's: the soft targets' gradients scale as 1 / T^2, so it keeps the distillation
+    term's weight comparable across temperatures. Regression: mean squared difference from the
+    teacher's output (the temperature plays no part)."""
+    if spec.kind == "classification":
+        target = jax.nn.log_softmax(teacher / temperature, axis=-1)
+        student = jax.nn.log_softmax(out / temperature, axis=-1)
+        kl = jnp.sum(jnp.exp(target) * (target - student), axis=-1)
+        return temperature**2 * kl.mean()
+    return jnp.mean((out - teacher) ** 2)
+
+
+def distilled(spec: TaskSpec, out: jax.Array, y: jax.Array, teacher: jax.Array, weight: jax.Array,
+              temperature: jax.Array) -> jax.Array:
+    """(1 - weight) * loss + weight * distillation: a task's training loss under distillation."""
+    return (1.0 - weight) * loss(spec, out, y) + weight * distillation(spec, out, teacher, temperature)

@@ -24,6 +24,28 @@ def dynamic_list(factory: Callable[[], list]):
     return field(default_factory=factory, metadata={"dynamic": True})
 
 
+def added(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
+          metadata: dict | None = None):
+    """A field added after records were written with its schema: left out of a configuration's
+    identity (`harness.config.identity`) while it holds its default, so existing records keep
+    their config hash and a re-run sweep does not retrain them."""
+    return field(default=default, default_factory=default_factory, metadata={**(metadata or {}), "added": True})
+
+
+def unset_additions(cfg: Any) -> tuple[str, ...]:
+    """Names of a config object's `added` fields that hold their default."""
+    if not dataclasses.is_dataclass(cfg):
+        return ()
+    names = []
+    for f in dataclasses.fields(cfg):
+        if not f.metadata.get("added"):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if getattr(cfg, f.name) == default:
+            names.append(f.name)
+    return tuple(names)
+
+
 def dynamic_names(schema: type) -> tuple[str, ...]:
     """Names of the dynamic fields of a config dataclass."""
     return tuple(f.name for f in dataclasses.fields(schema) if f.metadata.get("dynamic"))

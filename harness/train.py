@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from harness import losses as L
-from harness.config import RunConfig
+from harness.config import RunConfig, single_task
 from harness.data.base import Dataset, Split, TaskSpec
 from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs
@@ -49,16 +49,31 @@ def build_parts(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> 
     return model, method
 
 
+class Teaching(NamedTuple):
+    """Knowledge distillation on one step: the teachers' outputs on the step's batch (per task, in
+    the rows the task's loss reads) and the dynamic weight and temperature."""
+
+    outputs: dict[str, jax.Array]
+    weight: jax.Array
+    temperature: jax.Array
+
+
 def task_losses(model: Model, tasks: tuple[TaskSpec, ...], blocks: bool = False):
-    """(task_params, z, y) -> (T,) losses. With `blocks`, the rows of z come in T blocks, one
-    per task's own batch, and each task's loss reads only its block."""
-    def heads_losses(task_params, z, y):
+    """(task_params, z, y, teaching=None) -> (T,) losses. With `blocks`, the rows of z come in T
+    blocks, one per task's own batch, and each task's loss reads only its block. With `teaching`,
+    each loss is (1 - weight) * its loss + weight * its distillation term."""
+    def one(t, out, y, teaching):
+        if teaching is None:
+            return L.loss(t, out, y[t.name])
+        return L.distilled(t, out, y[t.name], teaching.outputs[t.name], teaching.weight, teaching.temperature)
+
+    def heads_losses(task_params, z, y, teaching=None):
         if not blocks:
             out = model.heads(task_params, z)
-            return jnp.stack([L.loss(t, out[t.name], y[t.name]) for t in tasks])
+            return jnp.stack([one(t, out[t.name], y, teaching) for t in tasks])
         size = y[tasks[0].name].shape[0]
         return jnp.stack([
-            L.loss(t, model.heads(task_params, jax.tree.map(lambda a: a[i * size:(i + 1) * size], z))[t.name], y[t.name])
+            one(t, model.heads(task_params, jax.tree.map(lambda a: a[i * size:(i + 1) * size], z))[t.name], y, teaching)
             for i, t in enumerate(tasks)])
 
     return heads_losses
@@ -66,7 +81,7 @@ def task_losses(model: Model, tasks: tuple[TaskSpec, ...], blocks: bool = False)
 
 def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], shared_size: int,
                    diagnostics: bool = False, affinity: bool = False, blocks: bool = False):
-    """(params, x, y, method_state, key, hparams, model_hparams, active, lr)
+    """(params, x, y, method_state, key, hparams, model_hparams, active, lr, teaching=None)
     -> (losses, grads, MethodOutput, probes).
 
     One forward pass. Per-task gradients, when the method (or a probe) needs them, come from a
@@ -80,9 +95,12 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
     probing = shared_size > 0 and (diagnostics or affinity)
     eye = jnp.eye(num_tasks)
 
-    def gradients(params, x, y, mstate, key, hp, hp_model, active, lr):
+    def gradients(params, x, y, mstate, key, hp, hp_model, active, lr, teaching=None):
+        def losses_of(task_params, zz):
+            return heads_losses(task_params, zz, y, teaching)
+
         z, trunk_vjp = jax.vjp(lambda p: model.trunk(p, x), params)
-        losses, heads_vjp = jax.vjp(lambda tp, zz: heads_losses(tp, zz, y), params["tasks"], z)
+        losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
         G, unravel, probes = None, None, {}
         if needs is not Needs.LOSSES or probing:
             gz = jax.vmap(lambda c: heads_vjp(c)[1])(eye)  # per-task cotangents of z
@@ -98,7 +116,7 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
                 if diagnostics:
                     probes.update(gradient_probes(flat))
                 if affinity:
-                    probes["affinity"] = lookahead_affinity(model, heads_losses, params, gshared, x, y, losses, lr)
+                    probes["affinity"] = lookahead_affinity(model, losses_of, params, gshared, x, losses, lr)
         if needs is Needs.LOSSES and method.needs is not Needs.LOSSES:
             # Nothing is shared: a gradient method has nothing to combine; plain sum of losses.
             out = MethodOutput(jnp.ones_like(losses), None, mstate, {})
@@ -124,14 +142,14 @@ def gradient_probes(G: jax.Array) -> dict[str, jax.Array]:
     return {"cos": cos, "norm": norms}
 
 
-def lookahead_affinity(model: Model, heads_losses, params, gshared, x, y, losses, lr) -> jax.Array:
+def lookahead_affinity(model: Model, losses_of, params, gshared, x, losses, lr) -> jax.Array:
     """TAG inter-task affinity (Fifty et al. 2021, "Efficiently Identifying Task Groupings"):
     Z[i, j] = (1 - L_j(shared after an SGD step on task i alone) / L_j(now)) / lr, on the
     same batch. Positive: a step on i lowers j's loss."""
     def after_step_on(g_i):
         shared = jax.tree.map(lambda p, g: p - lr * g, params["shared"], g_i)
         moved = {"shared": shared, "tasks": params["tasks"]}
-        return heads_losses(moved["tasks"], model.trunk(moved, x), y)
+        return losses_of(moved["tasks"], model.trunk(moved, x))
 
     ahead = jax.vmap(after_step_on)(gshared)  # (T_i, T_j)
     return (1.0 - ahead / losses[None, :]) / lr
@@ -168,13 +186,17 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
     for all tasks; or task -> n_t, each task trains on its first n_t rows and draws its own
     batch from its own key stream (so alone or among others it sees the same batches).
 
-    hparams = {"optim": {...}, "method": {...}, "model": {...}} (dynamic values as arrays).
+    hparams = {"optim": {...}, "method": {...}, "model": {...}, "distill": {...}} (dynamic values
+    as arrays); with `distill.enabled`, also "teachers": task -> the parameters of that task's
+    single-task baseline of the same seed (`harness.config.single_task`), whose outputs on each
+    batch are the distillation targets.
     outputs = {"val", "test", "val_loss", "train_loss", "weights", "grad_norm": (E, T) per
                evaluation; "grad_cos", "conflict", "affinity": (E, T, T) when probed;
                "diverged_at": int32 scalar; "final": the last Carry (params, optimiser state,
                method state)}.
     `train.init(key, hparams)` and `train.run_chunks(carry, key, hparams, data, first, count)`
-    run the same program in pieces (for checkpointed long runs).
+    run the same program in pieces (for checkpointed long runs); `train.teachers` is
+    task -> teacher Model with distillation, None without.
     """
     model, method = build_parts(run, tasks, input_dim)
     num_tasks, steps, K, B = len(tasks), run.train.steps, run.train.eval_every, run.train.batch_size
@@ -200,6 +222,20 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
                for n, r in zip(names, rows)}
         return jnp.concatenate([data.train.x[idx[n]] for n in names]), {n: data.train.y[n][idx[n]] for n in names}
     grad_dim = method_grad_dim(model, method, shared_shapes, input_dim, B)
+    teachers = None
+    if run.distill.enabled:
+        stl = {t.name: single_task(run, t.name).model for t in tasks}
+        teachers = {t.name: MODELS.get(stl[t.name].name).build(stl[t.name], (t,), input_dim) for t in tasks}
+
+    def teaching(hp: dict, x: jax.Array) -> Teaching | None:
+        """The teachers' outputs on the rows each task's loss reads; constants to the student."""
+        if teachers is None:
+            return None
+        outputs = {}
+        for i, n in enumerate(names):
+            rows = x if task_rows is None else x[i * B:(i + 1) * B]
+            outputs[n] = jax.lax.stop_gradient(teachers[n].apply(hp["teachers"][n], rows)[n])
+        return Teaching(outputs, hp["distill"]["weight"], hp["distill"]["temperature"])
     # Shared groups and the task indices using each; None: one group serving every task.
     if model.shared_groups is None:
         group_users = {None: None}
@@ -253,7 +289,7 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
             active = selector(jax.random.fold_in(k_sched, s), s)
             lr = lr_at(s)
             losses, grads, out, probes = gradients(params, x, y, mstate, jax.random.fold_in(k_method, s),
-                                                   hp["method"], hp["model"], active, lr)
+                                                   hp["method"], hp["model"], active, lr, teaching(hp, x))
             grads = clip(grads, run.optim.clip_norm)
             new_tasks, new_task_opt = {}, {}
             for i, n in enumerate(names):
@@ -308,5 +344,5 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
         carry, curves = run_chunks(init(key, hp), key, hp, data, 0, steps // K)
         return {**curves, "diverged_at": carry.diverged_at, "final": carry}
 
-    train.init, train.run_chunks, train.num_chunks = init, run_chunks, steps // K
+    train.init, train.run_chunks, train.num_chunks, train.teachers = init, run_chunks, steps // K, teachers
     return train

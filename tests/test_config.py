@@ -70,6 +70,9 @@ BAD = [
     (["data=files", "data.path=/no/such/file.npz", "+data.targets={y: regression}"], "data.path"),
     (["+data.train_rows={zz: 5}"], "data.train_rows"),
     (["+data.train_rows.t1=0"], "data.train_rows.t1"),
+    (["distill.enabled=true", "distill.weight=1.5"], "distill.weight"),
+    (["distill.enabled=true", "distill.temperature=0"], "distill.temperature"),
+    (["distill.enabled=true", "baselines=false"], "baselines"),
 ]
 
 
@@ -100,3 +103,25 @@ def test_baselines_are_shared_between_configurations(tmp_path):
     recs = [json.loads(p.read_text()) for p in (tmp_path / "baselines").rglob("seed_0.json")]
     assert {r["task"] for r in recs} == {"t1", "t2"}
     assert all(np.isfinite(list(r["metrics"]["test"].values())).all() for r in recs)
+
+
+def test_added_fields_count_in_the_identity_only_once_set():
+    """A schema field added after records exist leaves their config hash alone at its default."""
+    import dataclasses
+
+    from harness.config import identity
+    from harness.schema import added
+    from helpers import small_run
+
+    @dataclasses.dataclass
+    class Before:
+        name: str = "m"
+        width: int = 4
+
+    @dataclasses.dataclass
+    class After(Before):
+        extra: list = added(default_factory=list)
+
+    old, new = small_run(model=Before()), small_run(model=After())
+    assert identity(new) == identity(old)
+    assert identity(small_run(model=After(extra=[1])))["model"]["extra"] == [1]

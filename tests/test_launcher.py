@@ -100,15 +100,19 @@ def run_cli(args, cwd):
                           text=True, timeout=400)
 
 
-def test_batched_launcher_hands_each_group_to_submitit(tmp_path):
+@pytest.mark.parametrize("distill", [[], ["distill.enabled=true"]], ids=["plain", "distilled"])
+def test_batched_launcher_hands_each_group_to_submitit(tmp_path, distill):
+    """Distilled runs need their teachers' parameters: their group is submitted once the
+    baselines' groups have finished, and finds them."""
     sweep = tmp_path / "sweep"
     res = run_cli(["-m", "hydra/launcher=batched", "hydra.launcher.executor=submitit_local",
-                   "optim.lr=0.001,0.01", *SMALL, f"hydra.sweep.dir={sweep}"], tmp_path)
+                   "optim.lr=0.001,0.01", *distill, *SMALL, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert res.returncode == 0, res.stderr
     submitted = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and p.name != "%j"]
     assert len(submitted) == 3  # one job per program: the multi-task runs and one per task's baselines
     recs = [json.loads(p.read_text()) for p in sweep.rglob("runs/seed_*.json")]
     assert len(recs) == 4 and all(r["status"] == "ok" and r["timing"]["batch"] == 4 for r in recs)
+    assert all(r["config"]["distill"]["enabled"] == bool(distill) for r in recs)
 
 
 def test_submitit_local_launcher_runs_the_usual_jobs(tmp_path):

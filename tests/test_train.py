@@ -102,7 +102,7 @@ def test_divergence_is_recorded_and_isolated():
     hp = hparams(run)
     lrs = {**hp, "optim": {**hp["optim"], "lr": jnp.asarray([1e-2, 1e8], jnp.float32)}}
     keys = jax.vmap(jax.random.key)(jnp.asarray([0, 0], jnp.uint32))
-    both = jax.jit(jax.vmap(train, in_axes=(0, {"optim": {"lr": 0, "weight_decay": None}, "method": {}, "model": {}}, None)))(keys, lrs, data)
+    both = jax.jit(jax.vmap(train, in_axes=(0, {"optim": {"lr": 0, "weight_decay": None}, "method": {}, "model": {}, "distill": None}, None)))(keys, lrs, data)
     alone = jax.jit(train)(jax.random.key(0), hp, data)
     assert int(both["diverged_at"][0]) == -1
     assert 0 <= int(both["diverged_at"][1]) < run.train.steps
