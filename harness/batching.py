@@ -64,7 +64,9 @@ def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
     task_rows = {n: r for n, r in rows.items() if n in names} if rows else None
     train = make_train(run0, tasks, data0.train.x.shape[1], data0.train.x.shape[0], task_rows)
     seeds = [s for u in units for s in u.seeds]
-    hp = _stack([{**hparams(u.run), **teacher_params(train, u, s)} for u in units for s in u.seeds])
+    shapes = ({n: jax.eval_shape(m.init, jax.random.key(0)) for n, m in train.teachers.items()}
+              if train.teachers is not None else None)
+    hp = _stack([{**hparams(u.run), **teacher_params(shapes, u, s)} for u in units for s in u.seeds])
     data_keys = {json.dumps(dataclasses.asdict(u.run.data), sort_keys=True) for u in units}
     shared_data = len(data_keys) == 1
     data = data0 if shared_data else _stack([u.data for u in units for _ in u.seeds])
@@ -91,15 +93,14 @@ def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
     return outs, compile_s, run_s
 
 
-def teacher_params(train, unit, seed: int) -> dict:
-    """{"teachers": task -> parameters} of the same-seed baselines a distilled unit learns from;
-    {} without distillation."""
-    if train.teachers is None:
+def teacher_params(shapes: dict | None, unit, seed: int) -> dict:
+    """{"teachers": task -> parameters} of the same-seed baselines a distilled unit learns from
+    (`shapes`: task -> the teacher model's parameter shapes); {} without distillation."""
+    if shapes is None:
         return {}
     if unit.teachers is None:
         raise ValueError(f"{unit.common.get('label', unit.kind)}: distillation needs its baselines' directories")
-    return {"teachers": {n: teachers.load(unit.teachers[n], seed, jax.eval_shape(m.init, jax.random.key(0)))
-                         for n, m in train.teachers.items()}}
+    return {"teachers": {n: teachers.load(unit.teachers[n], seed, like) for n, like in shapes.items()}}
 
 
 def _shard(keys, hp, data, batched_data: bool):
