@@ -1,6 +1,7 @@
 """Command-line checks that Hydra would report over many lines: one line each, exit status 2."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -34,3 +35,58 @@ def check_overrides(args: list[str], conf_dir: Path) -> None:
                 from harness.errors import bad
 
                 report_error(bad(key, choice, f"one of {', '.join(valid)}"))
+
+
+def check_jobs(args: list[str], conf_dir: Path) -> None:
+    """Compose every job the command line describes (each point of a sweep, including sweeps an
+    experiment declares in `hydra.sweeper.params`), check it against the schema and validate it.
+
+    An unknown key or a value of the wrong type, which Hydra reports over several lines, and an
+    out-of-range value in any job of a sweep, become one line and exit status 2 before any job
+    runs: with Hydra's basic launcher a later bad job would otherwise fail after the earlier
+    ones had written their records. Command lines with other flags (--cfg, --help, -cd ...)
+    are left to Hydra.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+    from hydra.types import RunMode
+
+    from harness.config import resolve
+    from harness.errors import ConfigError
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return
+    overrides = [a for a in args if not a.startswith("-")]
+    parser = OverridesParser.create()
+    with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
+        try:
+            parsed = parser.parse_overrides(overrides)
+            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+            base = compose("config", overrides=fixed, return_hydra_config=True)
+            points = [overrides]
+            if "-m" in args or "--multirun" in args or base.hydra.mode == RunMode.MULTIRUN:
+                declared = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
+                points = BasicSweeper.split_arguments(parser.parse_overrides(declared + overrides), None)[0]
+            for point in points:
+                resolve(compose("config", overrides=point))
+        except (ConfigCompositionException, OverrideParseException) as err:
+            report_error(composition_error(err, overrides))
+        except ConfigError as err:
+            report_error(err)
+
+
+def composition_error(err: Exception, overrides: list[str]) -> str:
+    """Hydra's composition error as `key=value: what is wrong`, on one line."""
+    cause = err.__cause__
+    key = getattr(cause, "full_key", None)
+    if not key:
+        return " ".join(str(err).split())
+    value = next((o.split("=", 1)[1] for o in overrides
+                  if "=" in o and o.split("=", 1)[0].lstrip("+~") == key), None)
+    schema = getattr(cause, "object_type", None)
+    if type(cause).__name__ in ("ConfigAttributeError", "ConfigKeyError") and dataclasses.is_dataclass(schema):
+        fields = ", ".join(f.name for f in dataclasses.fields(schema))
+        return f"{key}={value}: not a key of {schema.__name__} (its keys: {fields})"
+    return f"{key}={value}: {str(cause).splitlines()[0]}"

@@ -27,6 +27,11 @@ def records(root: Path) -> dict[str, dict]:
     (["-m", "schedule=joint,nope"], "schedule='nope'"),
     (["model.shared_depth=9"], "model.shared_depth=9"),
     (["optim.lr=0"], "optim.lr=0"),
+    (["model.foo=1"], "model.foo=1: not a key of HardConfig"),  # Hydra's message has 6 lines
+    (["train.steps=abc"], "train.steps=abc"),
+    # the basic launcher would have run the first job before failing on the second
+    (["-m", "optim.lr=0.01,-1"], "optim.lr=-1.0"),
+    (["experiment=default", "distill.enabled=true", "distill.weight=2"], "distill.weight=2.0"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, args, key):
     res = harness(args + SMALL + [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
