@@ -30,6 +30,9 @@ class Model(NamedTuple):
         params["shared"] is a dict {group: subtree} and shared_groups maps each group to the
         names of the tasks that use it (task trees). Under the alternate schedule a group moves
         only on steps of one of its tasks, like a task's own parameters.
+    width: the units of each dense hidden layer as built, i.e. after harness.models.sizing
+        matched it to `target_params` (the config's `width` when nothing was matched), so run
+        records can say what a parameter budget bought; None when a builder does not say.
 
     Every model config dataclass has a `single_task()` method returning the config of one
     task's own model (its matched single-task baseline), which the driver trains alone.
@@ -41,6 +44,7 @@ class Model(NamedTuple):
     last_shared: Callable[[Any], Any] = lambda shared: shared
     penalty: Callable[[Params, dict[str, jax.Array]], jax.Array] | None = None
     shared_groups: dict[str, tuple[str, ...]] | None = None
+    width: int | None = None
 
     def apply(self, params: Params, x: jax.Array) -> dict[str, jax.Array]:
         return self.heads(params["tasks"], self.trunk(params, x))

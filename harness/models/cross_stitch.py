@@ -5,7 +5,9 @@ same layers, same keys). After each of the first `shared_depth` hidden layers a 
 mixes the tasks' activations, h_t <- sum_s alpha_ts h_s, with one T x T matrix alpha per unit
 (the paper's per-layer unit, one scalar per task pair). The remaining layers and the head run per
 task. `shared_depth` keeps the meaning it has in hard sharing: the first k hidden layers are where
-tasks share; 0 leaves separate towers.
+tasks share; 0 leaves separate towers. With a conv trunk (harness.models.plans) the units after
+conv blocks mix the tasks' feature maps, flattened, as the paper's units mix its conv layers'
+activations: one scalar per task pair per unit, shared by every channel and position.
 
 Initialisation follows the paper's near-identity choice: alpha_self on the diagonal and the rest
 of each row spread evenly over the other tasks, so rows sum to one (the paper's (0.9, 0.1) for two
@@ -15,10 +17,11 @@ The units' values are static: they shape the initialisation, which receives no h
 
 Parameters: the units are shared (params["shared"]["units"]); the columns are task-owned but run
 inside the trunk (params["tasks"][t]["column"]), the rest of each column and the head in the task's
-head (params["tasks"][t]["tower"]). The trunk returns {task: (B, width)}.
+head (params["tasks"][t]["tower"]). The trunk returns {task: (B, features entering layer k)}.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -29,10 +32,10 @@ from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
 from harness.models.hard import HardConfig
-from harness.models.layers import (ACTIVATIONS, MLPPlan, Template, check_mlp, check_shared_depth, hidden,
-                                   pure, task_key, tower)
+from harness.models.layers import Template, hidden, pure, task_key, tower
+from harness.models.plans import make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry
+from harness.schema import Entry, added
 
 
 @dataclass
@@ -45,9 +48,13 @@ class CrossStitchConfig:
     learn_mixing: bool = True  # false: the units stay at their initial value
     activation: str = "relu"
     target_params: Optional[int] = None  # see harness.models.sizing
+    # A conv trunk, as in HardConfig (harness.models.plans); empty: an MLP.
+    channels: list[int] = added(default_factory=list)
+    image_shape: list[int] = added(default_factory=list)
 
     def single_task(self) -> HardConfig:
-        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation)
+        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation,
+                          channels=list(self.channels), image_shape=list(self.image_shape))
 
 
 def initial_mixing(num_tasks: int, alpha_self: float) -> jax.Array:
@@ -59,12 +66,11 @@ def initial_mixing(num_tasks: int, alpha_self: float) -> jax.Array:
 
 
 def build(cfg: CrossStitchConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model:
-    check_mlp(cfg.depth, cfg.width, cfg.activation)
-    check_shared_depth(cfg.shared_depth, cfg.depth)
+    plan = make_plan(cfg, input_dim)
     if not 0.0 <= cfg.alpha_self <= 1.0:
         raise bad("model.alpha_self", cfg.alpha_self, "a number in [0, 1]")
     cfg = match_width(cfg, build, tasks, input_dim)
-    plan = MLPPlan(input_dim, cfg.depth, cfg.width, ACTIVATIONS[cfg.activation])
+    plan = dataclasses.replace(plan, width=cfg.width)
     k, names = cfg.shared_depth, [t.name for t in tasks]
     column = Template(lambda key: hidden(plan, key, 0, k))
     towers = {t.name: Template(lambda key, t=t: tower(plan, key, k, t.output_size)) for t in tasks}
@@ -78,7 +84,7 @@ def build(cfg: CrossStitchConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -
 
     def trunk(params, x):
         columns = [column(params["tasks"][n]["column"]) for n in names]
-        h = jnp.stack([x] * len(names))  # (T, B, features)
+        h = jnp.stack([x] * len(names))  # (T, B, features), conv feature maps flattened
         for i in range(k):
             h = jnp.stack([plan.act(c.layers[i](h[t])) for t, c in enumerate(columns)])
             unit = params["shared"]["units"][i] if learned else mixing
@@ -91,7 +97,7 @@ def build(cfg: CrossStitchConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -
     def last_shared(shared):
         return shared["units"][k - 1] if learned else shared
 
-    return Model(init, trunk, heads, last_shared)
+    return Model(init, trunk, heads, last_shared, width=plan.width)
 
 
 MODELS.register("cross_stitch", Entry(CrossStitchConfig, build))

@@ -1,9 +1,10 @@
 """Hard parameter sharing at a chosen depth (Caruana 1997; Ruder 2017 overview).
 
-An MLP of L hidden layers per task; the first `shared_depth` layers are one trunk used by every
-task, the remaining layers and the head belong to each task. Every task sees the same
-architecture at every depth, so a sweep over `shared_depth` changes sharing and nothing else;
-`shared_depth = 0` gives separate towers.
+An MLP of L hidden layers per task (or, with `channels`, conv blocks then L dense layers:
+harness.models.plans); the first `shared_depth` layers are one trunk used by every task, the
+remaining layers and the head belong to each task. Every task sees the same architecture at
+every depth, so a sweep over `shared_depth` changes sharing and nothing else; `shared_depth = 0`
+gives separate towers.
 
 Initialisation keys are tied to the layer, not to the depth split: hidden layer i of task t is
 initialised from fold_in(task_key(t), i) and shared layer i from fold_in(shared_key, i). A task's
@@ -17,24 +18,28 @@ from typing import Optional
 
 from harness.data.base import TaskSpec
 from harness.models.base import MODELS, Model
-from harness.models.layers import (ACTIVATIONS, MLPPlan, Plan, Template, check_mlp, check_shared_depth,
-                                   hidden, pure, shared_key, task_key, tower)
+from harness.models.layers import Template, hidden, pure, shared_key, task_key, tower
+from harness.models.plans import Plan, make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry
+from harness.schema import Entry, added
 
 
 @dataclass
 class HardConfig:
     name: str = "hard"
-    depth: int = 3  # L hidden layers per task
+    depth: int = 3  # L hidden layers per task (dense ones, after any conv blocks)
     width: int = 64
     shared_depth: int = 1  # k in 0..L: the first k hidden layers are shared
     activation: str = "relu"
     # Pick the width whose total parameter count is closest to this (harness.models.sizing).
     target_params: Optional[int] = None
+    # A conv trunk (harness.models.plans): one conv block per entry, on images of image_shape
+    # ([H, W] or [H, W, C]); empty: an MLP.
+    channels: list[int] = added(default_factory=list)
+    image_shape: list[int] = added(default_factory=list)
 
     def single_task(self) -> "HardConfig":
-        """A task's own tower: the same MLP with nothing shared, at the config's width."""
+        """A task's own tower: the same network with nothing shared, at the config's width."""
         return dataclasses.replace(self, shared_depth=0, target_params=None)
 
 
@@ -56,15 +61,13 @@ def hard_sharing(plan: Plan, k: int, tasks: tuple[TaskSpec, ...]) -> Model:
     def last_shared(shared):
         return shared["layers"][k - 1] if k > 0 else shared
 
-    return Model(init, trunk, heads, last_shared)
+    return Model(init, trunk, heads, last_shared, width=plan.width)
 
 
 def build(cfg: HardConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model:
-    check_mlp(cfg.depth, cfg.width, cfg.activation)
-    check_shared_depth(cfg.shared_depth, cfg.depth)
+    plan = make_plan(cfg, input_dim)
     cfg = match_width(cfg, build, tasks, input_dim)
-    plan = MLPPlan(input_dim, cfg.depth, cfg.width, ACTIVATIONS[cfg.activation])
-    return hard_sharing(plan, cfg.shared_depth, tasks)
+    return hard_sharing(dataclasses.replace(plan, width=cfg.width), cfg.shared_depth, tasks)
 
 
 MODELS.register("hard", Entry(HardConfig, build))

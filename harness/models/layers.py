@@ -1,27 +1,25 @@
-"""Building blocks of every model: layer plans, stacks of layers, and templates that turn plain
+"""Building blocks of every model: stacks of layers cut from a plan, and templates that turn plain
 params dicts back into NNX modules.
 
-A *plan* says what hidden layer i of a network is (`layer(i, key)`), how many features enter it
-(`features(i)`), and how many hidden layers there are (`depth`). Models cut a plan into stacks
-(a shared trunk, experts, task columns, tower tails); hidden layer i of a stack owned by key K is
-always initialised from fold_in(K, i), and the head of a tower from fold_in(K, depth). A layer's
-initial value therefore depends on its owner and its index only, never on where a model cuts the
-network, which is what makes one model's degenerate case equal another model exactly.
+A *plan* (harness.models.plans: an MLP or a conv trunk) says what hidden layer i of a network is
+(`layer(i, key)`), how many features enter it (`features(i)`), and how many hidden layers there
+are (`depth`). Models cut a plan into stacks (a shared trunk, experts, task columns, tower
+tails); hidden layer i of a stack owned by key K is always initialised from fold_in(K, i), and the
+head of a tower from fold_in(K, depth). A layer's initial value therefore depends on its owner and
+its index only, never on where a model cuts the network, which is what makes one model's
+degenerate case equal another model exactly.
 """
 from __future__ import annotations
 
 import functools
 import zlib
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from harness.errors import bad
+from harness.models.plans import Plan
 
-ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh}
 SHARED_TAG = 0x5EED
 
 
@@ -38,33 +36,6 @@ def task_key(key: jax.Array, name: str) -> jax.Array:
 def shared_key(key: jax.Array) -> jax.Array:
     """The key of the layers every task shares."""
     return jax.random.fold_in(key, SHARED_TAG)
-
-
-class Plan(Protocol):
-    depth: int
-    act: Callable[[jax.Array], jax.Array]
-
-    def features(self, i: int) -> int:
-        """Number of features entering hidden layer i (i = depth: entering the head)."""
-
-    def layer(self, i: int, key: jax.Array) -> nnx.Module:
-        """Hidden layer i, a map (B, features(i)) -> (B, features(i + 1)) before the activation."""
-
-
-@dataclass(frozen=True)
-class MLPPlan:
-    """`depth` dense hidden layers of `width` units on an input of `input_dim` features."""
-
-    input_dim: int
-    depth: int
-    width: int
-    act: Callable[[jax.Array], jax.Array]
-
-    def features(self, i: int) -> int:
-        return self.input_dim if i == 0 else self.width
-
-    def layer(self, i: int, key: jax.Array) -> nnx.Module:
-        return nnx.Linear(self.features(i), self.width, rngs=nnx.Rngs(params=key))
 
 
 class Stack(nnx.Module):
@@ -119,18 +90,3 @@ class Template:
         state = jax.tree.map(lambda a: a, abstract)  # a fresh copy: the template is reused
         nnx.replace_by_pure_dict(state, params)
         return nnx.merge(graphdef, state)
-
-
-def check_mlp(depth: int, width: int, activation: str) -> None:
-    """The checks every MLP-based model config shares; raises ConfigError."""
-    if depth < 1:
-        raise bad("model.depth", depth, "an integer >= 1")
-    if width < 1:
-        raise bad("model.width", width, "an integer >= 1")
-    if activation not in ACTIVATIONS:
-        raise bad("model.activation", activation, f"one of {', '.join(ACTIVATIONS)}")
-
-
-def check_shared_depth(shared_depth: int, depth: int, low: int = 0, bound: str = "model.depth") -> None:
-    if not low <= shared_depth <= depth:
-        raise bad("model.shared_depth", shared_depth, f"an integer in {low}..{depth} ({bound})")

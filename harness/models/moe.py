@@ -1,7 +1,8 @@
 """Mixtures of experts: MMoE and OMoE (Ma et al. 2018, "Modeling Task Relationships in
 Multi-task Learning with Multi-gate Mixture-of-Experts", KDD).
 
-E experts, each an MLP of the first `shared_depth` hidden layers on x, are shared by all tasks.
+E experts, each a stack of the first `shared_depth` hidden layers on x (conv blocks included, with
+a conv trunk: harness.models.plans), are shared by all tasks.
 A gate g(x) = softmax(W_g x) (a linear map of x, no bias, as in the paper) weighs the experts;
 the gated sum sum_e g_e(x) f_e(x) feeds a tower of the remaining hidden layers and a head.
 MMoE (`mmoe`) gives every task its own gate (task-owned); OMoE (`omoe`, the paper's one-gate
@@ -14,6 +15,7 @@ model is the shared-bottom model, hard sharing at depth `shared_depth`.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Optional
@@ -26,10 +28,10 @@ from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
 from harness.models.hard import HardConfig
-from harness.models.layers import (ACTIVATIONS, MLPPlan, Template, check_mlp, check_shared_depth, hidden,
-                                   pure, shared_key, task_key, tower)
+from harness.models.layers import Template, hidden, pure, shared_key, task_key, tower
+from harness.models.plans import make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry
+from harness.schema import Entry, added
 
 # fold_in tags far above any layer index, so experts and gates never reuse a layer's key.
 EXPERT_TAG, GATE_TAG = 0xE0000, 0x6A7E
@@ -44,9 +46,13 @@ class MMoEConfig:
     num_experts: int = 4
     activation: str = "relu"
     target_params: Optional[int] = None  # see harness.models.sizing
+    # A conv trunk, as in HardConfig (harness.models.plans); empty: an MLP.
+    channels: list[int] = added(default_factory=list)
+    image_shape: list[int] = added(default_factory=list)
 
     def single_task(self) -> HardConfig:
-        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation)
+        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation,
+                          channels=list(self.channels), image_shape=list(self.image_shape))
 
 
 @dataclass
@@ -71,12 +77,11 @@ def expert_key(key: jax.Array, e: int) -> jax.Array:
 
 
 def build(cfg: MMoEConfig, tasks: tuple[TaskSpec, ...], input_dim: int, gate_per_task: bool) -> Model:
-    check_mlp(cfg.depth, cfg.width, cfg.activation)
-    check_shared_depth(cfg.shared_depth, cfg.depth, low=1)
+    plan = make_plan(cfg, input_dim, low=1)
     if cfg.num_experts < 1:
         raise bad("model.num_experts", cfg.num_experts, "an integer >= 1")
     cfg = match_width(cfg, functools.partial(build, gate_per_task=gate_per_task), tasks, input_dim)
-    plan = MLPPlan(input_dim, cfg.depth, cfg.width, ACTIVATIONS[cfg.activation])
+    plan = dataclasses.replace(plan, width=cfg.width)
     k, E, names = cfg.shared_depth, cfg.num_experts, [t.name for t in tasks]
     expert = Template(lambda key: hidden(plan, key, 0, k))
     gate = Template(lambda key: Gate(input_dim, E, key))
@@ -95,7 +100,8 @@ def build(cfg: MMoEConfig, tasks: tuple[TaskSpec, ...], input_dim: int, gate_per
         return {"shared": shared, "tasks": own}
 
     def trunk(params, x):
-        outputs = jax.vmap(lambda p: expert(p)(x))(params["shared"]["experts"])  # (E, B, width)
+        # (E, B, features(k)): the width, or a flattened feature map when experts end in a conv block
+        outputs = jax.vmap(lambda p: expert(p)(x))(params["shared"]["experts"])
 
         def mix(gate_params):
             return jnp.einsum("be,ebf->bf", gate(gate_params)(x), outputs)
@@ -111,7 +117,7 @@ def build(cfg: MMoEConfig, tasks: tuple[TaskSpec, ...], input_dim: int, gate_per
     def last_shared(shared):
         return shared["experts"]["layers"][k - 1]
 
-    return Model(init, trunk, heads, last_shared)
+    return Model(init, trunk, heads, last_shared, width=plan.width)
 
 
 MODELS.register("mmoe", Entry(MMoEConfig, functools.partial(build, gate_per_task=True)))

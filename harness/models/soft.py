@@ -7,13 +7,16 @@ layers, same keys), and the training loss gains
     coupling * sum over task pairs (i, j) of sum over hidden layers l < shared_depth
                of ||theta_i^l - theta_j^l||^2          (kernels and biases),
 
-which pulls corresponding layers of different tasks towards each other. The heads differ in
-output size, so only hidden layers are coupled. `shared_depth` says how many of the lowest
-hidden layers are coupled, the same meaning as in hard sharing (there they are tied). The
-coupling is a dynamic field: runs that differ only in it are one compiled program.
+which pulls corresponding layers of different tasks towards each other (with a conv trunk,
+harness.models.plans, conv blocks are hidden layers like any other: their kernels are coupled
+too). The heads differ in output size, so only hidden layers are coupled. `shared_depth` says
+how many of the lowest hidden layers are coupled, the same meaning as in hard sharing (there
+they are tied). The coupling is a dynamic field: runs that differ only in it are one compiled
+program.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -24,9 +27,9 @@ from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
 from harness.models.hard import HardConfig, hard_sharing
-from harness.models.layers import ACTIVATIONS, MLPPlan, check_mlp, check_shared_depth
+from harness.models.plans import make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry, dynamic
+from harness.schema import Entry, added, dynamic
 
 
 @dataclass
@@ -39,9 +42,13 @@ class SoftConfig:
     # lambda; 0.1 is the best validation MSE of {1e-4 .. 10} on experiments/architectures.yaml data.
     coupling: float = dynamic(0.1)
     target_params: Optional[int] = None  # see harness.models.sizing
+    # A conv trunk, as in HardConfig (harness.models.plans); empty: an MLP.
+    channels: list[int] = added(default_factory=list)
+    image_shape: list[int] = added(default_factory=list)
 
     def single_task(self) -> HardConfig:
-        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation)
+        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation,
+                          channels=list(self.channels), image_shape=list(self.image_shape))
 
 
 def pairwise_distance(stacked: jax.Array) -> jax.Array:
@@ -52,12 +59,11 @@ def pairwise_distance(stacked: jax.Array) -> jax.Array:
 
 
 def build(cfg: SoftConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model:
-    check_mlp(cfg.depth, cfg.width, cfg.activation)
-    check_shared_depth(cfg.shared_depth, cfg.depth)
+    plan = make_plan(cfg, input_dim)
     if cfg.coupling < 0:
         raise bad("model.coupling", cfg.coupling, "a number >= 0")
     cfg = match_width(cfg, build, tasks, input_dim)
-    towers = hard_sharing(MLPPlan(input_dim, cfg.depth, cfg.width, ACTIVATIONS[cfg.activation]), 0, tasks)
+    towers = hard_sharing(dataclasses.replace(plan, width=cfg.width), 0, tasks)
     names, k = [t.name for t in tasks], cfg.shared_depth
 
     def penalty(params, hparams):

@@ -8,8 +8,9 @@ Layers To Share").
     groups: [{depth: 1}, {tasks: [a, b], depth: 2}]
 
 (tasks omitted: every task): all tasks share layer 0, a and b also share layer 1, and every task
-has its own layers from its deepest group's depth on. The groups must form a tree: any two are
-nested or disjoint, a group is deeper than every group containing it, and every task is in one.
+has its own layers from its deepest group's depth on (with a conv trunk, harness.models.plans,
+depths count the conv blocks first). The groups must form a tree: any two are nested or
+disjoint, a group is deeper than every group containing it, and every task is in one.
 
 A group owns the layers between its parent's depth and its own, in params["shared"][name] with
 name = its tasks joined by "+"; `shared_groups` tells the trainer which tasks use each group, so
@@ -19,6 +20,7 @@ at depth k is hard sharing at depth k.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -28,10 +30,10 @@ from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
 from harness.models.hard import HardConfig
-from harness.models.layers import (ACTIVATIONS, MLPPlan, Template, check_mlp, hidden, pure, shared_key,
-                                   task_key, task_tag, tower)
+from harness.models.layers import Template, hidden, pure, shared_key, task_key, task_tag, tower
+from harness.models.plans import depth_bound, make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry
+from harness.schema import Entry, added
 
 
 @dataclass
@@ -48,9 +50,13 @@ class TreeConfig:
     groups: list[TreeGroup] = field(default_factory=lambda: [TreeGroup()])
     activation: str = "relu"
     target_params: Optional[int] = None  # see harness.models.sizing
+    # A conv trunk, as in HardConfig (harness.models.plans); empty: an MLP.
+    channels: list[int] = added(default_factory=list)
+    image_shape: list[int] = added(default_factory=list)
 
     def single_task(self) -> HardConfig:
-        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation)
+        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation,
+                          channels=list(self.channels), image_shape=list(self.image_shape))
 
 
 class Group(NamedTuple):
@@ -61,7 +67,8 @@ class Group(NamedTuple):
     parent: Optional[str]
 
 
-def resolve_groups(groups: list[TreeGroup], names: list[str], depth: int) -> list[Group]:
+def resolve_groups(groups: list[TreeGroup], names: list[str], depth: int,
+                   bound: str = "model.depth") -> list[Group]:
     """Validated groups, parents before children; raises a one-line ConfigError naming the key."""
     sets = []
     for i, g in enumerate(groups):
@@ -73,7 +80,7 @@ def resolve_groups(groups: list[TreeGroup], names: list[str], depth: int) -> lis
         if len(set(listed)) != len(listed) or len(listed) < 2:
             raise bad(f"{key}.tasks", listed, "two or more distinct task names (a group shares layers)")
         if not 1 <= g.depth <= depth:
-            raise bad(f"{key}.depth", g.depth, f"an integer in 1..{depth} (model.depth)")
+            raise bad(f"{key}.depth", g.depth, f"an integer in 1..{depth} ({bound})")
         sets.append(frozenset(listed))
     for i, a in enumerate(sets):
         for j, b in enumerate(sets[:i]):
@@ -101,11 +108,11 @@ def resolve_groups(groups: list[TreeGroup], names: list[str], depth: int) -> lis
 
 
 def build(cfg: TreeConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model:
-    check_mlp(cfg.depth, cfg.width, cfg.activation)
+    plan = make_plan(cfg, input_dim)
     names = [t.name for t in tasks]
-    groups = resolve_groups(cfg.groups, names, cfg.depth)
+    groups = resolve_groups(cfg.groups, names, plan.depth, depth_bound(cfg))
     cfg = match_width(cfg, build, tasks, input_dim)
-    plan = MLPPlan(input_dim, cfg.depth, cfg.width, ACTIVATIONS[cfg.activation])
+    plan = dataclasses.replace(plan, width=cfg.width)
     # Each task reads the output of its deepest group (groups are listed outer first).
     leaf = {n: [g for g in groups if n in g.tasks][-1] for n in names}
     stacks = {g.name: Template(lambda key, g=g: hidden(plan, key, g.start, g.stop)) for g in groups}
@@ -134,7 +141,8 @@ def build(cfg: TreeConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model
         # The roots' last layers: the deepest layers shared by every task of a root.
         return {g.name: shared[g.name]["layers"][g.stop - g.start - 1] for g in groups if g.parent is None}
 
-    return Model(init, trunk, heads, last_shared, shared_groups={g.name: g.tasks for g in groups})
+    return Model(init, trunk, heads, last_shared, shared_groups={g.name: g.tasks for g in groups},
+                 width=plan.width)
 
 
 MODELS.register("tree", Entry(TreeConfig, build))
