@@ -18,6 +18,11 @@ from harness.config import DistillConfig, identity, single_task
 from harness.data.base import TaskSpec
 from harness.driver import run_job
 from harness.models.base import MODELS
+from harness.models.cross_stitch import CrossStitchConfig
+from harness.models.hard import HardConfig
+from harness.models.moe import MMoEConfig, OMoEConfig
+from harness.models.soft import SoftConfig
+from harness.models.tree import TreeConfig, TreeGroup
 from harness.results import config_hash, read_record
 from harness.train import build_parts, make_train
 from helpers import small_data, small_run
@@ -149,3 +154,34 @@ def test_teacher_parameters_must_fit_the_teacher_model(tmp_path):
         teachers.load(tmp_path, 0, {"layers": [{"kernel": jax.ShapeDtypeStruct((4, 2), jnp.float32)}]})
     with pytest.raises(FileNotFoundError, match="did not finish"):
         teachers.load(tmp_path, 1, params)
+
+
+CONV_TRUNK = dict(depth=1, width=6, channels=[4], image_shape=[2, 4])  # the 8 inputs as 2 x 4 images
+STUDENTS = {
+    "hard": HardConfig(depth=2, width=16, shared_depth=1),
+    "soft": SoftConfig(depth=2, width=16, shared_depth=2),
+    "cross_stitch": CrossStitchConfig(depth=2, width=16, shared_depth=2),
+    "mmoe": MMoEConfig(depth=2, width=16, shared_depth=1, num_experts=2),
+    "omoe": OMoEConfig(depth=2, width=16, shared_depth=1, num_experts=2),
+    "tree": TreeConfig(depth=2, width=16, groups=[TreeGroup(depth=1)]),
+    "hard+conv": HardConfig(**CONV_TRUNK, shared_depth=1),
+    "mmoe+conv": MMoEConfig(**CONV_TRUNK, shared_depth=1, num_experts=2),
+}
+
+
+@pytest.mark.parametrize("name", STUDENTS)
+def test_every_model_can_be_distilled_from_its_own_baselines(name):
+    """The teachers are each model's own single-task towers (conv towers for a conv trunk); the
+    weights 0 and 0.5 run side by side in one vmap and only the second feels the teachers."""
+    run = small_run(model=STUDENTS[name], distill=DistillConfig(enabled=True))
+    source, data = small_data(run)
+    train = make_train(run, source.tasks, 8, data.train.x.shape[0])
+    for teacher in train.teachers.values():  # a conv trunk's teachers are conv towers
+        paths = jax.tree_util.tree_flatten_with_path(jax.eval_shape(teacher.init, jax.random.key(0)))[0]
+        assert any("conv" in jax.tree_util.keystr(p) for p, _ in paths) == name.endswith("+conv")
+    hp = {**hparams(run), "teachers": random_teachers(run, source.tasks, 8)}
+    both = jax.tree.map(lambda a: jnp.stack([a, a]), hp)
+    both["distill"]["weight"] = jnp.asarray([0.0, 0.5])
+    out = jax.jit(jax.vmap(train, in_axes=(None, 0, None)))(jax.random.key(0), both, data)
+    assert np.all(np.isfinite(out["test"]))
+    assert not np.allclose(out["test"][0], out["test"][1], rtol=1e-4)
