@@ -114,6 +114,9 @@ def record_row(rec: dict) -> dict[str, Any]:
     for name, spec in rec["task_specs"].items():
         row[f"metric.{name}"] = spec["metric"]
         row[f"lower_is_better.{name}"] = spec["lower_is_better"]
+    counts = rec.get("param_count") or {}
+    for key in ("total", "shared", "width"):  # the width built, after model.target_params
+        row[f"params.{key}"] = counts.get(key, math.nan)
     for name, h in (rec.get("baselines") or {}).items():
         row[f"baseline.{name}"] = h
     _flatten("cfg", rec["config"], row)

@@ -125,3 +125,14 @@ def test_added_fields_count_in_the_identity_only_once_set():
     old, new = small_run(model=Before()), small_run(model=After())
     assert identity(new) == identity(old)
     assert identity(small_run(model=After(extra=[1])))["model"]["extra"] == [1]
+
+
+def test_runs_table_holds_parameter_counts_and_the_matched_width(tmp_path):
+    from harness.results import collect
+
+    job(tmp_path, ["model.target_params=2000"])
+    runs = collect(tmp_path)
+    mtl, stl = runs[runs.kind == "mtl"], runs[runs.kind == "stl"]
+    assert (mtl["cfg.model.width"] == 64).all() and (mtl["params.width"] != 64).all()
+    assert abs(mtl["params.total"].iloc[0] - 2000) / 2000 < 0.05
+    assert (stl["params.width"] == 64).all() and (stl["params.shared"] == 0).all()
