@@ -39,12 +39,13 @@ def check_overrides(args: list[str], conf_dir: Path) -> None:
 
 def check_jobs(args: list[str], conf_dir: Path) -> None:
     """Compose every job the command line describes (each point of a sweep, including sweeps an
-    experiment declares in `hydra.sweeper.params`), check it against the schema and validate it.
+    experiment declares in `hydra.sweeper.params`), check it against the schema, validate it and
+    build its model and baselines (harness.driver.build_job; no data is generated).
 
     An unknown key or a value of the wrong type, which Hydra reports over several lines, and an
-    out-of-range value in any job of a sweep, become one line and exit status 2 before any job
-    runs: with Hydra's basic launcher a later bad job would otherwise fail after the earlier
-    ones had written their records. Command lines with other flags (--cfg, --help, -cd ...)
+    invalid value in any job of a sweep, become one line and exit status 2 before any job runs:
+    with Hydra's basic launcher a later bad job would otherwise fail after the earlier ones had
+    written their records. Command lines with other flags (--cfg, --help, -cd ...)
     are left to Hydra.
     """
     from hydra import compose, initialize_config_dir
@@ -54,6 +55,7 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
     from hydra.types import RunMode
 
     from harness.config import resolve
+    from harness.driver import build_job
     from harness.errors import ConfigError
 
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
@@ -69,8 +71,9 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
             if "-m" in args or "--multirun" in args or base.hydra.mode == RunMode.MULTIRUN:
                 declared = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
                 points = BasicSweeper.split_arguments(parser.parse_overrides(declared + overrides), None)[0]
+            sources: dict = {}
             for point in points:
-                resolve(compose("config", overrides=point))
+                build_job(resolve(compose("config", overrides=point)), sources)
         except (ConfigCompositionException, OverrideParseException) as err:
             report_error(composition_error(err, overrides))
         except ConfigError as err:

@@ -109,6 +109,23 @@ class Unit:
     teachers: dict[str, Path] | None = None  # distillation: task -> its baseline's directory
 
 
+def build_job(run: RunConfig, sources: dict | None = None):
+    """(data source, model, task -> baseline config, task -> baseline model) of a job: all that
+    can be checked before the data is generated; raises ConfigError. `sources` caches data
+    sources by data config, for checking the many jobs of a sweep."""
+    key = repr(run.data)
+    source = sources.get(key) if sources is not None else None
+    if source is None:
+        source = build_source(run)
+        if sources is not None:
+            sources[key] = source
+    model, _ = build_parts(run, source.tasks, source.input_dim)
+    stl_runs = {t.name: single_task(run, t.name) for t in source.tasks} if run.baselines else {}
+    stl_models = {t.name: build_parts(stl_runs[t.name], (t,), source.input_dim)[0]
+                  for t in source.tasks if t.name in stl_runs}
+    return source, model, stl_runs, stl_models
+
+
 def plan_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]:
     """Validate a job and list what it still has to train: baselines first, then its runs.
 
@@ -116,12 +133,8 @@ def plan_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> l
     fails with a ConfigError and no results. Seeds whose record exists with the same config
     hash are left out (an interrupted sweep re-run finishes the rest).
     """
-    source = build_source(run)
+    source, model, stl_runs, stl_models = build_job(run)
     tasks = source.tasks
-    model, _ = build_parts(run, tasks, source.input_dim)
-    stl_runs = {t.name: single_task(run, t.name) for t in tasks} if run.baselines else {}
-    stl_models = {t.name: build_parts(stl_runs[t.name], (t,), source.input_dim)[0]
-                  for t in tasks if t.name in stl_runs}
     if run.compile_cache:
         enable_compile_cache(run.compile_cache)
     data_hp = {k: jnp.asarray(v) for k, v in dynamic_values(run.data).items()}

@@ -20,8 +20,7 @@ from harness.driver import run_job
 from harness.models.base import MODELS
 from harness.models.cross_stitch import CrossStitchConfig
 from harness.models.hard import HardConfig
-from harness.models.moe import MMoEConfig, OMoEConfig
-from harness.models.soft import SoftConfig
+from harness.models.moe import MMoEConfig
 from harness.models.tree import TreeConfig, TreeGroup
 from harness.results import config_hash, read_record
 from harness.train import build_parts, make_train
@@ -157,12 +156,11 @@ def test_teacher_parameters_must_fit_the_teacher_model(tmp_path):
 
 
 CONV_TRUNK = dict(depth=1, width=6, channels=[4], image_shape=[2, 4])  # the 8 inputs as 2 x 4 images
+# soft is hard's towers plus a penalty and omoe is mmoe's builder: hard and mmoe stand for them.
 STUDENTS = {
     "hard": HardConfig(depth=2, width=16, shared_depth=1),
-    "soft": SoftConfig(depth=2, width=16, shared_depth=2),
     "cross_stitch": CrossStitchConfig(depth=2, width=16, shared_depth=2),
     "mmoe": MMoEConfig(depth=2, width=16, shared_depth=1, num_experts=2),
-    "omoe": OMoEConfig(depth=2, width=16, shared_depth=1, num_experts=2),
     "tree": TreeConfig(depth=2, width=16, groups=[TreeGroup(depth=1)]),
     "hard+conv": HardConfig(**CONV_TRUNK, shared_depth=1),
     "mmoe+conv": MMoEConfig(**CONV_TRUNK, shared_depth=1, num_experts=2),
