@@ -15,21 +15,6 @@ PLOT_TITLE = ("r_t = s_t (M_mtl - M_stl) / |M_stl| x 100, positive = multi-task 
               "mean and t-interval over paired seeds")
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def _layout(varying: list[str]) -> tuple[str, list[str], str | None]:
     """Pick the x column, the line columns (all left over) and the panel-row column."""
     x = X_COLUMN if X_COLUMN in varying else varying[0]
