@@ -29,6 +29,12 @@ from harness.schedules import make_selector, select
 # fold_in tags: every key of a run derives from its seed through these, so a task gets the same
 # init and the same batches whether it is trained alone or among other tasks.
 INIT, BATCH, METHOD, SCHEDULE = 1, 2, 3, 4
+# From this many tasks on, per-task gradients come from one backward per task through its own
+# loss, instead of a vmap over one-hot cotangents of all the losses (T^2 head backwards, then one
+# more with the weights). Step time / equal's on `python -m harness.bench --sections methods
+# --tasks 2 3 4` (2 CPU cores), vmap vs per-task: mgda_ub 1.37 vs 1.45 at T = 2, 1.72 vs 1.54 at
+# T = 3, 1.80 vs 1.55 at T = 4; pcgrad, mgda and gradnorm move the same way.
+PER_TASK_BACKWARD_FROM = 3
 
 
 class Carry(NamedTuple):
@@ -85,8 +91,9 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
     -> (losses, grads, MethodOutput, probes).
 
     One forward pass. Per-task gradients, when the method (or a probe) needs them, come from a
-    vmap over one-hot cotangents of that pass; the final gradient is one more backward with the
-    weights. probes: {"cos" (T, T), "norm" (T,)} with diagnostics, {"affinity" (T, T)} with
+    vmap over one-hot cotangents of that pass and the final gradient from one more backward with
+    the weights; or, from PER_TASK_BACKWARD_FROM tasks on, from one backward per task whose
+    results the weights combine. probes: {"cos" (T, T), "norm" (T,)} with diagnostics, {"affinity" (T, T)} with
     affinity; empty otherwise.
     """
     num_tasks = len(tasks)
@@ -100,10 +107,25 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
             return heads_losses(task_params, zz, y, teaching)
 
         z, trunk_vjp = jax.vjp(lambda p: model.trunk(p, x), params)
-        losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
         G, unravel, probes = None, None, {}
+        if (needs is not Needs.LOSSES or probing) and num_tasks >= PER_TASK_BACKWARD_FROM:
+            # One backward per task through its own loss (XLA prunes the other heads): the
+            # per-task cotangents of z and head gradients, which the method's weights then
+            # combine, so the heads are not traversed again.
+            per_task = [jax.vjp(lambda tp, zz, i=i: losses_of(tp, zz)[i], params["tasks"], z)
+                        for i in range(num_tasks)]
+            losses = jnp.stack([loss for loss, _ in per_task])
+            parts = [vjp(jnp.ones((), loss.dtype)) for loss, vjp in per_task]
+            g_heads = jax.tree.map(lambda *a: jnp.stack(a), *(g for g, _ in parts))
+            gz = jax.tree.map(lambda *a: jnp.stack(a), *(g for _, g in parts))
+
+            def heads_vjp(w):
+                return jax.tree.map(lambda a: jnp.tensordot(w, a, 1), (g_heads, gz))
+        else:
+            losses, heads_vjp = jax.vjp(losses_of, params["tasks"], z)
+            if needs is not Needs.LOSSES or probing:
+                gz = jax.vmap(lambda c: heads_vjp(c)[1])(eye)  # T backwards through all heads
         if needs is not Needs.LOSSES or probing:
-            gz = jax.vmap(lambda c: heads_vjp(c)[1])(eye)  # per-task cotangents of z
             if needs is Needs.REPR_GRADS:
                 G = jax.vmap(lambda tree: ravel_pytree(tree)[0])(gz)
             if needs in (Needs.SHARED_GRADS, Needs.LAST_SHARED_GRADS) or probing:
