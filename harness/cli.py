@@ -53,6 +53,7 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import ConfigCompositionException, OverrideParseException
     from hydra.types import RunMode
+    from omegaconf.errors import OmegaConfBaseException
 
     from harness.config import resolve
     from harness.driver import build_job
@@ -76,13 +77,15 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
                 build_job(resolve(compose("config", overrides=point)), sources)
         except (ConfigCompositionException, OverrideParseException) as err:
             report_error(composition_error(err, overrides))
+        except OmegaConfBaseException as err:  # e.g. a mandatory value left unset
+            report_error(composition_error(err, overrides, cause=err))
         except ConfigError as err:
             report_error(err)
 
 
-def composition_error(err: Exception, overrides: list[str]) -> str:
-    """Hydra's composition error as `key=value: what is wrong`, on one line."""
-    cause = err.__cause__
+def composition_error(err: Exception, overrides: list[str], cause: Exception | None = None) -> str:
+    """Hydra's composition error (or OmegaConf's `cause`) as `key=value: what is wrong`, one line."""
+    cause = cause or err.__cause__
     key = getattr(cause, "full_key", None)
     if not key:
         return " ".join(str(err).split())

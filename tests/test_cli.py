@@ -32,6 +32,7 @@ def records(root: Path) -> dict[str, dict]:
     # the basic launcher would have run the first job before failing on the second
     (["-m", "optim.lr=0.01,-1"], "optim.lr=-1.0"),
     (["-m", "model.shared_depth=1,9"], "model.shared_depth=9"),
+    (["data=files"], "data.path=None: Structured config of type `FilesConfig` has missing mandatory value"),
     (["experiment=default", "distill.enabled=true", "distill.weight=2"], "distill.weight=2.0"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, args, key):
