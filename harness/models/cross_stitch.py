@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
-from harness.models.hard import HardConfig
+from harness.models.hard import HardConfig, own_towers
 from harness.models.layers import Template, hidden, pure, task_key, tower
 from harness.models.plans import make_plan
 from harness.models.sizing import match_width
@@ -53,8 +53,7 @@ class CrossStitchConfig:
     image_shape: list[int] = added(default_factory=list)
 
     def single_task(self) -> HardConfig:
-        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation,
-                          channels=list(self.channels), image_shape=list(self.image_shape))
+        return own_towers(self)
 
 
 def initial_mixing(num_tasks: int, alpha_self: float) -> jax.Array:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from harness.data.base import TaskSpec
 from harness.models.base import MODELS, Model
@@ -41,6 +41,13 @@ class HardConfig:
     def single_task(self) -> "HardConfig":
         """A task's own tower: the same network with nothing shared, at the config's width."""
         return dataclasses.replace(self, shared_depth=0, target_params=None)
+
+
+def own_towers(cfg: Any) -> HardConfig:
+    """The single-task baseline of a model config that has depth, width, activation and trunk
+    fields: each task's own tower of that size and trunk, nothing shared."""
+    return HardConfig(depth=cfg.depth, width=cfg.width, shared_depth=0, activation=cfg.activation,
+                      channels=list(cfg.channels), image_shape=list(cfg.image_shape))
 
 
 def hard_sharing(plan: Plan, k: int, tasks: tuple[TaskSpec, ...]) -> Model:

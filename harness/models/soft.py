@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
-from harness.models.hard import HardConfig, hard_sharing
+from harness.models.hard import HardConfig, hard_sharing, own_towers
 from harness.models.plans import make_plan
 from harness.models.sizing import match_width
 from harness.schema import Entry, added, dynamic
@@ -47,8 +47,7 @@ class SoftConfig:
     image_shape: list[int] = added(default_factory=list)
 
     def single_task(self) -> HardConfig:
-        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation,
-                          channels=list(self.channels), image_shape=list(self.image_shape))
+        return own_towers(self)
 
 
 def pairwise_distance(stacked: jax.Array) -> jax.Array:

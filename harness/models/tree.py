@@ -29,7 +29,7 @@ import jax
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
-from harness.models.hard import HardConfig
+from harness.models.hard import HardConfig, own_towers
 from harness.models.layers import Template, hidden, pure, shared_key, task_key, task_tag, tower
 from harness.models.plans import depth_bound, make_plan
 from harness.models.sizing import match_width
@@ -55,8 +55,7 @@ class TreeConfig:
     image_shape: list[int] = added(default_factory=list)
 
     def single_task(self) -> HardConfig:
-        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation,
-                          channels=list(self.channels), image_shape=list(self.image_shape))
+        return own_towers(self)
 
 
 class Group(NamedTuple):
