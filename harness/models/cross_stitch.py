@@ -31,15 +31,15 @@ import jax.numpy as jnp
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
-from harness.models.hard import HardConfig, own_towers
+from harness.models.hard import OwnTowers
 from harness.models.layers import Template, hidden, pure, task_key, tower
 from harness.models.plans import make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry, added
+from harness.schema import Entry
 
 
 @dataclass
-class CrossStitchConfig:
+class CrossStitchConfig(OwnTowers):  # channels, image_shape, single_task()
     name: str = "cross_stitch"
     depth: int = 3
     width: int = 64
@@ -48,12 +48,6 @@ class CrossStitchConfig:
     learn_mixing: bool = True  # false: the units stay at their initial value
     activation: str = "relu"
     target_params: Optional[int] = None  # see harness.models.sizing
-    # A conv trunk, as in HardConfig (harness.models.plans); empty: an MLP.
-    channels: list[int] = added(default_factory=list)
-    image_shape: list[int] = added(default_factory=list)
-
-    def single_task(self) -> HardConfig:
-        return own_towers(self)
 
 
 def initial_mixing(num_tasks: int, alpha_self: float) -> jax.Array:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from harness.data.base import TaskSpec
 from harness.models.base import MODELS, Model
@@ -43,11 +43,18 @@ class HardConfig:
         return dataclasses.replace(self, shared_depth=0, target_params=None)
 
 
-def own_towers(cfg: Any) -> HardConfig:
-    """The single-task baseline of a model config that has depth, width, activation and trunk
-    fields: each task's own tower of that size and trunk, nothing shared."""
-    return HardConfig(depth=cfg.depth, width=cfg.width, shared_depth=0, activation=cfg.activation,
-                      channels=list(cfg.channels), image_shape=list(cfg.image_shape))
+@dataclass
+class OwnTowers:
+    """Base of the model configs whose single-task baseline is a task's own hard-sharing tower of
+    the same depth, width, activation and trunk (soft, cross-stitch, MMoE/OMoE, tree): the conv
+    trunk fields, as in HardConfig, and `single_task`."""
+
+    channels: list[int] = added(default_factory=list)
+    image_shape: list[int] = added(default_factory=list)
+
+    def single_task(self) -> HardConfig:
+        return HardConfig(depth=self.depth, width=self.width, shared_depth=0, activation=self.activation,
+                          channels=list(self.channels), image_shape=list(self.image_shape))
 
 
 def hard_sharing(plan: Plan, k: int, tasks: tuple[TaskSpec, ...]) -> Model:

@@ -27,18 +27,18 @@ from flax import nnx
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
-from harness.models.hard import HardConfig, own_towers
+from harness.models.hard import OwnTowers
 from harness.models.layers import Template, hidden, pure, shared_key, task_key, tower
 from harness.models.plans import make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry, added
+from harness.schema import Entry
 
 # fold_in tags far above any layer index, so experts and gates never reuse a layer's key.
 EXPERT_TAG, GATE_TAG = 0xE0000, 0x6A7E
 
 
 @dataclass
-class MMoEConfig:
+class MMoEConfig(OwnTowers):  # channels, image_shape, single_task()
     name: str = "mmoe"
     depth: int = 3
     width: int = 64  # of experts and towers alike
@@ -46,12 +46,6 @@ class MMoEConfig:
     num_experts: int = 4
     activation: str = "relu"
     target_params: Optional[int] = None  # see harness.models.sizing
-    # A conv trunk, as in HardConfig (harness.models.plans); empty: an MLP.
-    channels: list[int] = added(default_factory=list)
-    image_shape: list[int] = added(default_factory=list)
-
-    def single_task(self) -> HardConfig:
-        return own_towers(self)
 
 
 @dataclass

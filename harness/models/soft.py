@@ -26,14 +26,14 @@ import jax.numpy as jnp
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
-from harness.models.hard import HardConfig, hard_sharing, own_towers
+from harness.models.hard import OwnTowers, hard_sharing
 from harness.models.plans import make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry, added, dynamic
+from harness.schema import Entry, dynamic
 
 
 @dataclass
-class SoftConfig:
+class SoftConfig(OwnTowers):  # channels, image_shape, single_task()
     name: str = "soft"
     depth: int = 3
     width: int = 64
@@ -42,12 +42,6 @@ class SoftConfig:
     # lambda; 0.1 is the best validation MSE of {1e-4 .. 10} on experiments/architectures.yaml data.
     coupling: float = dynamic(0.1)
     target_params: Optional[int] = None  # see harness.models.sizing
-    # A conv trunk, as in HardConfig (harness.models.plans); empty: an MLP.
-    channels: list[int] = added(default_factory=list)
-    image_shape: list[int] = added(default_factory=list)
-
-    def single_task(self) -> HardConfig:
-        return own_towers(self)
 
 
 def pairwise_distance(stacked: jax.Array) -> jax.Array:

@@ -29,11 +29,11 @@ import jax
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.models.base import MODELS, Model
-from harness.models.hard import HardConfig, own_towers
+from harness.models.hard import OwnTowers
 from harness.models.layers import Template, hidden, pure, shared_key, task_key, task_tag, tower
 from harness.models.plans import depth_bound, make_plan
 from harness.models.sizing import match_width
-from harness.schema import Entry, added
+from harness.schema import Entry
 
 
 @dataclass
@@ -43,19 +43,13 @@ class TreeGroup:
 
 
 @dataclass
-class TreeConfig:
+class TreeConfig(OwnTowers):  # channels, image_shape, single_task()
     name: str = "tree"
     depth: int = 3
     width: int = 64
     groups: list[TreeGroup] = field(default_factory=lambda: [TreeGroup()])
     activation: str = "relu"
     target_params: Optional[int] = None  # see harness.models.sizing
-    # A conv trunk, as in HardConfig (harness.models.plans); empty: an MLP.
-    channels: list[int] = added(default_factory=list)
-    image_shape: list[int] = added(default_factory=list)
-
-    def single_task(self) -> HardConfig:
-        return own_towers(self)
 
 
 class Group(NamedTuple):
