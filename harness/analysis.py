@@ -14,6 +14,7 @@ from scipy import stats
 
 LEVEL = 0.95
 MIN_SEEDS = 5
+TREND_FLAG = 2.0  # % of movement of a baseline's val metric in its last quarter worth a flag
 
 CONVENTIONS = f"""\
 - **Relative change** of task t: `r_t = s_t * (M_mtl - M_stl) / |M_stl| * 100`, with `s_t = +1` \
@@ -31,6 +32,22 @@ inconclusive. Identical r_t on every seed (zero variance, two seeds or more) cou
 sign: p = 0 when nonzero, p = 1 when zero.
 - **Underpowered**: fewer than {MIN_SEEDS} paired seeds; with fewer than 2 there is no interval \
 and the verdict is inconclusive.
+- **Matched baselines**: the baseline of task t has t's own tower, data, seeds, optimiser, \
+learning-rate schedule and batches, and gets exactly the updates t gets in the multi-task run: \
+every step under `schedule=joint`; under `schedule=alternate`, only the steps at which the \
+run's task draw picks t (the same draw, so about steps/T updates), never the full budget. \
+Separate towers (`model.shared_depth=0`, equal weights) therefore give r_t = 0 exactly under \
+every schedule: any r_t is the effect of sharing, not of the step budget.
+- **Selection and units**: each run's metric is read at the evaluation chosen by \
+`train.select` (default `best`: the best validation metric, per task); regression targets are \
+standardised on the train split for the loss (`train.standardize_targets`), and metrics are in \
+the targets' own units.
+- **Baseline checks**: `ref` is a linear reference fit on the baseline's train rows \
+(logistic regression or ridge, its strength chosen on validation); `below ref` marks a \
+single-task baseline whose mean metric is worse than it, so any positive r_t there may only \
+make up for a weak baseline. `improving` / `worsening` marks a baseline whose validation metric \
+still moved by more than {TREND_FLAG:g}% (mean over seeds) in the last quarter of training: \
+under- or over-trained for the step budget.
 - **delta_m** = mean over the configuration's tasks of the per-task mean r_t (per task first, \
 then over tasks); it is missing when any task has no paired seed. Published code disagrees on \
 the sign of delta_m (some use positive = worse) and on its averaging (some average all metrics \
@@ -41,6 +58,7 @@ TABLE_COLUMNS = (
     "config_hash", "label", "task", "metric", "lower_is_better", "n", "n_mtl_failed",
     "stl_mean", "stl_lo", "stl_hi", "mtl_mean", "mtl_lo", "mtl_hi", "r_mean", "r_lo", "r_hi",
     "p_value", "p_holm", "verdict", "underpowered", "delta_m",
+    "ref_model", "ref_mean", "stl_trend", "baseline_check",
 )
 
 
@@ -166,9 +184,12 @@ def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL
                 row[f"{side}_mean"], row[f"{side}_lo"], row[f"{side}_hi"] = interval(
                     p[side].to_numpy(float), level)
             row["p_value"] = _p_value(p["r"].to_numpy(float))
+            row.update(_baseline_checks(runs, group[f"baseline.{task}"].dropna().iloc[0], task,
+                                        p["seed"], split, row["stl_mean"], row["lower_is_better"]))
             rows.append(row)
     columns = [*TABLE_COLUMNS[:2], *cfg, *TABLE_COLUMNS[2:]]
-    table = pd.DataFrame(rows, columns=columns[:columns.index("p_value") + 1])
+    checks = ["ref_model", "ref_mean", "stl_trend", "baseline_check"]
+    table = pd.DataFrame(rows, columns=[*columns[:columns.index("p_value") + 1], *checks])
     by_config = table.groupby("config_hash", sort=False)
     table["p_holm"] = by_config["p_value"].transform(holm).astype(float)
     reject = table["p_holm"] < 1 - level
@@ -178,7 +199,32 @@ def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL
     table["underpowered"] = table["n"] < MIN_SEEDS
     table["delta_m"] = by_config["r_mean"].transform(lambda r: r.mean(skipna=False))
     table = table.astype({"n": int, "n_mtl_failed": int, "lower_is_better": bool})
-    return _sort(table, varying_columns(table))
+    return _sort(table[columns], varying_columns(table))
+
+
+def _baseline_checks(runs: pd.DataFrame, baseline: str, task: str, seeds: pd.Series, split: str,
+                     stl_mean: float, lower_is_better: bool) -> dict:
+    """The linear reference of a task's baseline, the baseline's late validation trend (mean
+    over the paired seeds) and the flags they raise (see CONVENTIONS)."""
+    stl = runs[runs["kind"].eq("stl") & runs["config_hash"].eq(baseline)]
+    ref_col, model_col, trend_col = f"reference.{split}.{task}", f"reference.model.{task}", f"val_trend.{task}"
+    ref = stl[ref_col].dropna() if ref_col in stl else pd.Series(dtype=float)
+    model = stl[model_col].dropna() if model_col in stl else pd.Series(dtype=object)
+    trend = stl.loc[stl["seed"].isin(seeds), trend_col].dropna() if trend_col in stl else pd.Series(dtype=float)
+    out = {"ref_model": model.iloc[0] if len(model) else None,
+           "ref_mean": float(ref.iloc[0]) if len(ref) else np.nan,
+           "stl_trend": float(trend.mean()) if len(trend) else np.nan}
+    flags = []
+    if not np.isnan(out["ref_mean"]) and not np.isnan(stl_mean):
+        worse = stl_mean > out["ref_mean"] if lower_is_better else stl_mean < out["ref_mean"]
+        if worse:
+            flags.append("below ref")
+    if out["stl_trend"] > TREND_FLAG:
+        flags.append("improving")
+    elif out["stl_trend"] < -TREND_FLAG:
+        flags.append("worsening")
+    out["baseline_check"] = ", ".join(flags)
+    return out
 
 
 def _sort(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -219,10 +265,11 @@ def fmt_number(x: float) -> str:
 def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A transfer table as display text: varying config columns (short names), then `columns`.
 
-    `columns` defaults to task, n, stl, mtl, r, p_holm, verdict, delta_m; "stl", "mtl" and "r"
-    show "mean [lo, hi]". Underpowered rows say so in their verdict.
+    `columns` defaults to task, n, stl, ref, mtl, r, p_holm, verdict, delta_m, baseline; "stl",
+    "mtl" and "r" show "mean [lo, hi]", "ref" the linear reference, "baseline" the baseline
+    checks. Underpowered rows say so in their verdict.
     """
-    columns = columns or ("task", "n", "stl", "mtl", "r", "p_holm", "verdict", "delta_m")
+    columns = columns or ("task", "n", "stl", "ref", "mtl", "r", "p_holm", "verdict", "delta_m", "baseline")
     varying = varying_columns(table)
     shown = pd.DataFrame(index=table.index)
     if not varying and table["config_hash"].nunique() > 1:
@@ -237,6 +284,10 @@ def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -
                 for m, lo, hi in table[[f"{c}_mean", f"{c}_lo", f"{c}_hi"]].to_numpy()]
         elif c == "verdict":
             shown[c] = table[c].where(~table["underpowered"], table[c] + ", underpowered")
+        elif c == "ref":
+            shown[c] = table["ref_mean"].map(fmt_number)
+        elif c == "baseline":
+            shown[c] = table["baseline_check"].fillna("").astype(str)
         elif pd.api.types.is_float_dtype(table[c]):
             shown[c] = table[c].map(fmt_number)
         else:

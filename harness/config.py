@@ -21,14 +21,14 @@ from harness.errors import bad
 from harness.methods.base import METHODS
 from harness.methods.equal import EqualConfig
 from harness.models.base import MODELS
-from harness.schema import dynamic, unset_additions
+from harness.schema import added, dynamic, unset_additions
 
 SCHEDULES = ("joint", "alternate")
 SAMPLINGS = ("uniform", "round_robin", "proportional")
 OPTIMIZER_STATES = ("per_task", "shared")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
-SELECTIONS = ("final", "best")
+SELECTIONS = ("best", "final")
 
 
 @dataclass
@@ -38,6 +38,10 @@ class ScheduleConfig:
     name: str = "joint"
     sampling: str = "uniform"  # alternate only: uniform | round_robin | proportional
     optimizer_state: str = "per_task"  # alternate only: per_task (own Adam moments) | shared
+    # alternate only: the tasks the per-step draw picks from (null: the run's own tasks). The
+    # single-task baseline of an alternate run draws from that run's tasks and trains its task
+    # only at the steps the draw picks it, so both sides get the same updates (`single_task`).
+    draw_from: Optional[list[str]] = added(None)
 
 
 @dataclass
@@ -56,7 +60,12 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 128
     eval_every: int = 100
-    select: str = "final"  # final | best (per task, the evaluation with the best val metric)
+    # best: per task, the evaluation with the best validation metric (so an overfitting run is
+    # judged before it overfits); final: the last evaluation.
+    select: str = "best"
+    # Regression targets standardised with their train-split mean and std for the loss; metrics
+    # stay in the targets' own units. Without it a task in large units dominates every shared layer.
+    standardize_targets: bool = True
     # Per step: cosine between task gradients on the shared parameters, conflicts, norms
     # (costs one backward pass per task when the method does not need them anyway).
     diagnostics: bool = False
@@ -179,6 +188,8 @@ def validate(run: RunConfig) -> None:
         raise bad("optim.warmup_steps", run.optim.warmup_steps, f"0 <= warmup_steps < train.steps ({run.train.steps})")
     if run.optim.clip_norm is not None:
         _positive("optim.clip_norm", run.optim.clip_norm)
+    if run.schedule.draw_from is not None and run.schedule.name != "alternate":
+        raise bad("schedule.draw_from", run.schedule.draw_from, "null unless schedule=alternate")
     if run.distill.enabled:
         if not 0.0 <= run.distill.weight <= 1.0:
             raise bad("distill.weight", run.distill.weight, "a number in [0, 1]")
@@ -187,13 +198,24 @@ def validate(run: RunConfig) -> None:
             raise bad("baselines", run.baselines, "true with distill.enabled (the teachers are the baselines)")
 
 
-def single_task(run: RunConfig, task: str) -> RunConfig:
+def single_task(run: RunConfig, task: str, tasks: list[str] | None = None) -> RunConfig:
     """The matched single-task configuration of `task`: the same data (generated with every task,
     then only `task` kept), seeds, steps and optimiser, the model's own tower
-    (`model.single_task()`), equal weights, joint schedule, no distillation."""
+    (`model.single_task()`), equal weights, no distillation, and the same updates as the task
+    gets in the multi-task run: every step under joint; under alternate, exactly the steps at
+    which the run's draw over `tasks` (its task list, required then) picks `task`, with the
+    same batches and learning rates. Without this a baseline would get T times the updates of
+    its task in an alternate run, and the schedule's step budget would pass for transfer."""
+    schedule = ScheduleConfig(name="joint")
+    if run.schedule.name == "alternate":
+        draw = list(run.schedule.draw_from or tasks or [])
+        if task not in draw:
+            raise ValueError(f"single_task({task!r}) of an alternate run needs the run's task list")
+        # A single tower has no shared layers, so the optimiser-state choice does not apply.
+        schedule = ScheduleConfig(name="alternate", sampling=run.schedule.sampling, draw_from=draw)
     return dataclasses.replace(
         run, data=dataclasses.replace(run.data, tasks=[task]), model=run.model.single_task(),
-        method=EqualConfig(), schedule=ScheduleConfig(name="joint"), distill=DistillConfig())
+        method=EqualConfig(), schedule=schedule, distill=DistillConfig())
 
 
 def resolve(cfg: DictConfig) -> RunConfig:

@@ -11,6 +11,7 @@ tower (the model config's `single_task()`), trained alone with equal weights.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
@@ -27,7 +28,10 @@ from harness.results import config_hash, environment, existing_seeds, record_pat
 from harness.schema import dynamic_values
 from harness import teachers
 from harness.batching import execute_units, hparams  # noqa: F401  (hparams re-exported)
+from harness.reference import reference_floor
 from harness.train import build_parts
+
+log = logging.getLogger(__name__)
 
 def build_source(run: RunConfig) -> DataSource:
     source = DATASETS.get(run.data.name).build(run.data)
@@ -90,9 +94,47 @@ def records(run: RunConfig, tasks, out: dict, seeds: list[int], timing: dict, co
             **common, "seed": seed, "status": "ok" if ok else "diverged",
             "diverged_step": None if ok else diverged, "metrics": metrics,
             "selected_step": {t.name: steps[int(pick[j])] for j, t in enumerate(tasks)},
+            "val_trend": {t.name: (val_trend(val[:, j], t.lower_is_better) if ok else None)
+                          for j, t in enumerate(tasks)},
             "curves": curves, "timing": timing,
         })
     return recs
+
+
+TREND_WINDOW = 0.25  # the last quarter of training
+
+
+def val_trend(curve: np.ndarray, lower_is_better: bool) -> float | None:
+    """How much the validation metric still moved over the last quarter of training, in % of
+    where it stood then, oriented so positive = still improving and negative = getting worse
+    (overfitting). None with fewer than two evaluations."""
+    n = len(curve)
+    if n < 2:
+        return None
+    back = max(1, round(n * TREND_WINDOW))
+    then, last = float(curve[n - 1 - back]), float(curve[n - 1])
+    if then == 0 or not np.isfinite([then, last]).all():
+        return None
+    return (-1.0 if lower_is_better else 1.0) * (last - then) / abs(then) * 100.0
+
+
+LOSS_RATIO_WARN = 100.0
+
+
+def loss_scale_warning(names: list[str], first_losses: np.ndarray) -> str | None:
+    """One line when the tasks' training losses in the first evaluation window differ by more
+    than LOSS_RATIO_WARN times: the largest then dominates every shared update."""
+    losses = np.asarray(first_losses, dtype=float)
+    finite = np.isfinite(losses) & (losses > 0)
+    if finite.sum() < 2:
+        return None
+    lo, hi = losses[finite].min(), losses[finite].max()
+    if hi / lo <= LOSS_RATIO_WARN:
+        return None
+    shown = ", ".join(f"{n} {v:.3g}" for n, v in zip(names, losses))
+    return (f"task losses differ {hi / lo:.3g}x at the first evaluation ({shown}): the largest "
+            "dominates the shared layers; keep train.standardize_targets=true for regression "
+            "targets or weight the tasks (method=static method.weights=...)")
 
 
 @dataclasses.dataclass
@@ -119,8 +161,12 @@ def build_job(run: RunConfig, sources: dict | None = None):
         source = build_source(run)
         if sources is not None:
             sources[key] = source
+    names = [t.name for t in source.tasks]
+    draw = run.schedule.draw_from
+    if draw is not None and (not set(names) <= set(draw) or len(set(draw)) != len(draw)):
+        raise bad("schedule.draw_from", list(draw), f"distinct task names including every task of the run ({', '.join(names)})")
     model, _ = build_parts(run, source.tasks, source.input_dim)
-    stl_runs = {t.name: single_task(run, t.name) for t in source.tasks} if run.baselines else {}
+    stl_runs = {n: single_task(run, n, names) for n in names} if run.baselines else {}
     stl_models = {t.name: build_parts(stl_runs[t.name], (t,), source.input_dim)[0]
                   for t in source.tasks if t.name in stl_runs}
     return source, model, stl_runs, stl_models
@@ -201,6 +247,15 @@ def write_unit(unit: Unit, out: dict | None, timing: dict, error: str | None = N
     if out is not None and unit.kind == "stl":  # kept first: a record promises its teacher
         for i, seed in enumerate(unit.seeds):
             teachers.save(unit.out_dir, seed, jax.tree.map(lambda a: a[i], out["params"]))
+        (task,) = unit.tasks
+        rows = (getattr(unit.run.data, "train_rows", None) or {}).get(task.name)
+        floor = reference_floor(task, unit.data, rows)
+        recs = [{**rec, "reference": floor} for rec in recs]
+    if out is not None and unit.kind == "mtl":
+        warning = loss_scale_warning([t.name for t in unit.tasks], np.nanmean(out["train_loss"][:, 0], axis=0))
+        if warning:
+            log.warning(f"{unit.common['label']}: {warning}")
+            recs = [{**rec, "warnings": [warning]} for rec in recs]
     for rec in recs:
         path = record_path(unit.out_dir, rec["seed"])
         write_json(path, rec)

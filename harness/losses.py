@@ -1,11 +1,44 @@
 """Per-task loss and metric, chosen by the task's kind (never by its name)."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from harness.data.base import TaskSpec
+
+
+class Scale(NamedTuple):
+    """Train-split mean and std of a regression target, per output column."""
+
+    mean: jax.Array
+    std: jax.Array
+
+
+def target_scales(tasks: tuple[TaskSpec, ...], y: dict[str, jax.Array],
+                  rows: dict[str, int] | None = None) -> dict[str, Scale]:
+    """Scales of the regression targets from the train rows each task trains on (its first
+    `rows[t]` when given). A column constant on train keeps std 1 (it is only centred)."""
+    scales = {}
+    for t in tasks:
+        if t.kind != "regression":
+            continue
+        values = y[t.name] if rows is None or t.name not in rows else y[t.name][:rows[t.name]]
+        std = jnp.std(values, axis=0)
+        scales[t.name] = Scale(jnp.mean(values, axis=0), jnp.where(std > 0, std, 1.0))
+    return scales
+
+
+def standardize(y: dict[str, jax.Array], scales: dict[str, Scale]) -> dict[str, jax.Array]:
+    """Targets in the units the loss sees: (y - mean) / std where a task has a scale."""
+    return {n: (v - scales[n].mean) / scales[n].std if n in scales else v for n, v in y.items()}
+
+
+def in_target_units(out: dict[str, jax.Array], scales: dict[str, Scale]) -> dict[str, jax.Array]:
+    """Model outputs back in the targets' own units: out * std + mean where a task has a scale."""
+    return {n: o * scales[n].std + scales[n].mean if n in scales else o for n, o in out.items()}
 
 
 def loss(spec: TaskSpec, out: jax.Array, y: jax.Array) -> jax.Array:

@@ -114,6 +114,13 @@ def record_row(rec: dict) -> dict[str, Any]:
     for name, spec in rec["task_specs"].items():
         row[f"metric.{name}"] = spec["metric"]
         row[f"lower_is_better.{name}"] = spec["lower_is_better"]
+    for name, trend in (rec.get("val_trend") or {}).items():
+        row[f"val_trend.{name}"] = math.nan if trend is None else trend
+    floor = rec.get("reference")
+    if floor and rec.get("task"):  # a baseline's linear reference (harness.reference)
+        row[f"reference.model.{rec['task']}"] = floor["model"]
+        for split in ("val", "test"):
+            row[f"reference.{split}.{rec['task']}"] = math.nan if floor[split] is None else floor[split]
     counts = rec.get("param_count") or {}
     for key in ("total", "shared", "width"):  # the width built, after model.target_params
         row[f"params.{key}"] = counts.get(key, math.nan)

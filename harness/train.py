@@ -192,11 +192,16 @@ def method_grad_dim(model: Model, method: Method, shared_shapes, input_dim: int,
     return size(jax.eval_shape(lambda k, xx: model.trunk(model.init(k), xx), jax.random.key(0), x))
 
 
-def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split) -> tuple[jax.Array, jax.Array]:
-    """(metrics (T,), losses (T,)) on a whole split."""
+def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split,
+             scales: dict[str, L.Scale] | None = None) -> tuple[jax.Array, jax.Array]:
+    """(metrics (T,), losses (T,)) on a whole split: metrics in the targets' own units, losses
+    in the units training sees (standardised regression targets where `scales` has them)."""
+    scales = scales or {}
     out = model.apply(params, split.x)
-    metrics = jnp.stack([L.metric(t, out[t.name], split.y[t.name]) for t in tasks])
-    losses = jnp.stack([L.loss(t, out[t.name], split.y[t.name]) for t in tasks])
+    shown = L.in_target_units(out, scales)
+    metrics = jnp.stack([L.metric(t, shown[t.name], split.y[t.name]) for t in tasks])
+    y = L.standardize(split.y, scales)
+    losses = jnp.stack([L.loss(t, out[t.name], y[t.name]) for t in tasks])
     return metrics, losses
 
 
@@ -228,7 +233,12 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
     per_task_state = not joint and run.schedule.optimizer_state == "per_task"
     names = [t.name for t in tasks]
     rows = [task_rows.get(n, train_size) for n in names] if task_rows is not None else [train_size] * num_tasks
-    selector = make_selector(run.schedule, tuple(rows))
+    # The draw may be over more tasks than this run trains (a single-task baseline matched to an
+    # alternate run): draw as that run does, then keep this run's tasks.
+    draw = list(run.schedule.draw_from or names)
+    all_rows = getattr(run.data, "train_rows", None) or {}
+    selector = make_selector(run.schedule, tuple(all_rows.get(n, train_size) for n in draw))
+    drawn = jnp.asarray([draw.index(n) for n in names])
     scores = jnp.asarray([-1.0 if t.lower_is_better else 1.0 for t in tasks])
     shared_shapes = jax.eval_shape(model.init, jax.random.key(0))["shared"]
     shared_size = sum(leaf.size for leaf in jax.tree.leaves(shared_shapes))
@@ -246,7 +256,7 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
     grad_dim = method_grad_dim(model, method, shared_shapes, input_dim, B)
     teachers = None
     if run.distill.enabled:
-        stl = {t.name: single_task(run, t.name).model for t in tasks}
+        stl = {t.name: single_task(run, t.name, names).model for t in tasks}
         teachers = {t.name: MODELS.get(stl[t.name].name).build(stl[t.name], (t,), input_dim) for t in tasks}
 
     def teaching(hp: dict, x: jax.Array) -> Teaching | None:
@@ -280,6 +290,8 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
         """(init_carry, chunk) closures of one run; data may be None for init_carry only."""
         tx = make_direction(run.optim, hp["optim"])
         lr_at = make_learning_rate(run.optim, hp["optim"], steps)
+        scales = (L.target_scales(tasks, data.train.y, task_rows)
+                  if data is not None and run.train.standardize_targets else {})
         k_batch, k_method, k_sched = (jax.random.fold_in(key, tag) for tag in (BATCH, METHOD, SCHEDULE))
 
         def init_group(group, sub):
@@ -308,7 +320,8 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
         def step(carry: Carry, s):
             params, opt, mstate, diverged_at = carry
             x, y = draw_batch(data, k_batch, s)
-            active = selector(jax.random.fold_in(k_sched, s), s)
+            y = L.standardize(y, scales)
+            active = selector(jax.random.fold_in(k_sched, s), s)[drawn]
             lr = lr_at(s)
             losses, grads, out, probes = gradients(params, x, y, mstate, jax.random.fold_in(k_method, s),
                                                    hp["method"], hp["model"], active, lr, teaching(hp, x))
@@ -338,8 +351,8 @@ def make_train(run: RunConfig, tasks: tuple[TaskSpec, ...], input_dim: int, trai
 
         def chunk(carry: Carry, start):
             carry, (losses, weights, probes) = jax.lax.scan(step, carry, start + jnp.arange(K))
-            val, val_loss = evaluate(model, tasks, carry.params, data.val)
-            test, _ = evaluate(model, tasks, carry.params, data.test)
+            val, val_loss = evaluate(model, tasks, carry.params, data.val, scales)
+            test, _ = evaluate(model, tasks, carry.params, data.test, scales)
             if method.on_eval is not None:
                 carry = carry._replace(method=method.on_eval(carry.method, val * scores, hp["method"]))
             summary = {"val": val, "test": test, "val_loss": val_loss,

@@ -182,16 +182,58 @@ def test_markdown_shows_varying_columns_and_flags():
 
 def test_conventions_text_states_the_rules():
     for phrase in ("s_t = +1", "-1` where lower is better", "per task first", "Student-t",
-                   "95%", "Holm", "fewer than 5", "disagrees"):
+                   "95%", "Holm", "fewer than 5", "disagrees", "schedule=alternate",
+                   "steps/T updates", "train.select", "standardised on the train split", "below ref"):
         assert phrase in CONVENTIONS
+
+
+def with_checks(rows, reference=None, trend=None):
+    """Baseline rows with a linear reference (test split) and per-seed validation trends."""
+    for row in rows:
+        task = row["task"]
+        if reference is not None:
+            row[f"reference.test.{task}"], row[f"reference.model.{task}"] = reference, "logistic"
+        if trend is not None:
+            row[f"val_trend.{task}"] = trend[row["seed"]]
+    return rows
+
+
+def test_baseline_below_its_linear_reference_is_flagged():
+    runs = table_of(with_checks(stl("acc", [0.80, 0.81, 0.79]), reference=0.9),
+                    with_checks(stl("err", [2.0, 2.1, 1.9]), reference=2.5),
+                    mtl("m", {"acc": [0.85] * 3, "err": [2.0] * 3}))
+    table = transfer_table(runs).set_index("task")
+    assert table.loc["acc", "ref_mean"] == 0.9 and table.loc["acc", "ref_model"] == "logistic"
+    assert table.loc["acc", "baseline_check"] == "below ref"  # accuracy 0.8 < 0.9
+    assert table.loc["err", "baseline_check"] == ""  # mse 2.0 < 2.5: better than the reference
+    text = to_markdown(transfer_table(runs))
+    assert "below ref" in text and "0.9" in text
+
+
+def test_baseline_still_moving_at_the_end_is_flagged():
+    runs = table_of(with_checks(stl("acc", [0.8] * 3), trend=[5.0, 3.0, 4.0]),
+                    with_checks(stl("err", [2.0] * 3), trend=[-9.0, -6.0, -3.0]),
+                    with_checks(stl("aux", [0.5] * 3), trend=[1.0, -1.0, 0.5]),
+                    mtl("m", {"acc": [0.85] * 3, "err": [2.0] * 3, "aux": [0.5] * 3}))
+    table = transfer_table(runs).set_index("task")
+    assert table.loc["acc", "stl_trend"] == pytest.approx(4.0)
+    assert table.loc["acc", "baseline_check"] == "improving"
+    assert table.loc["err", "baseline_check"] == "worsening"
+    assert table.loc["aux", "baseline_check"] == ""
+
+
+def test_tables_without_baseline_checks_still_build():
+    """Runs recorded before references and trends existed give empty checks, not errors."""
+    table = transfer_table(table_of(stl("acc", [0.8] * 3), mtl("m", {"acc": [0.85] * 3})))
+    assert np.isnan(table["ref_mean"].iloc[0]) and table["baseline_check"].iloc[0] == ""
 
 
 def test_format_transfer_is_the_markdown_table():
     runs = table_of(stl("acc", [0.8] * 3), mtl("a", {"acc": [0.9, 0.92, 0.88]}, depth=1),
                     mtl("b", {"acc": [0.7, 0.72, 0.71]}, depth=2))
     shown = format_transfer(transfer_table(runs))
-    assert list(shown.columns) == ["depth", "task", "n", "stl [lo, hi]", "mtl [lo, hi]",
-                                   "r_t % [lo, hi]", "p_holm", "verdict", "delta_m"]
+    assert list(shown.columns) == ["depth", "task", "n", "stl [lo, hi]", "ref", "mtl [lo, hi]",
+                                   "r_t % [lo, hi]", "p_holm", "verdict", "delta_m", "baseline"]
     assert shown.to_markdown(index=False, disable_numparse=True) == to_markdown(
         transfer_table(runs))
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -63,7 +64,10 @@ def test_sweep_writes_table_resumes_without_duplicates_and_collects(tmp_path):
     table = pd.read_parquet(sweep / "transfer.parquet")
     assert len(table) == 4 * 2 and set(table["n"]) == {2}
     runs = pd.read_parquet(sweep / "runs.parquet")
-    assert len(runs) == 4 * 2 + 2 * 2  # mtl runs + one baseline per task and seed, shared by all jobs
+    # mtl runs + per schedule one baseline per task and seed, shared by both depths
+    assert len(runs) == 4 * 2 + 2 * 2 * 2
+    control = table[table["cfg.model.shared_depth"].eq(0)]  # separate towers, either schedule
+    assert len(control) == 2 * 2 and control["r_mean"].eq(0).all()
 
     before = records(sweep)
     job = next(j for j in jobs if "model.shared_depth=1," in j and "schedule=joint," in j)
@@ -73,10 +77,14 @@ def test_sweep_writes_table_resumes_without_duplicates_and_collects(tmp_path):
     after = records(sweep)
     assert after.keys() == before.keys()  # the lost run is back, nothing duplicated
     redone = f"{job}/runs/seed_1.json"
-    assert after[redone]["metrics"] == before[redone]["metrics"]
+    # Redone alone, the seed is a batch of 1 instead of 2: XLA may order float sums differently.
+    for split in ("val", "test"):
+        np.testing.assert_allclose(list(after[redone]["metrics"][split].values()),
+                                   list(before[redone]["metrics"][split].values()), rtol=1e-5)
     kept = [k for k in before if k != redone]
     assert all(after[k]["timing"] == before[k]["timing"] for k in kept)  # not retrained
 
+    table = pd.read_parquet(sweep / "transfer.parquet")  # the re-run's table
     (sweep / "transfer.md").unlink()
     collected = harness([str(sweep)], tmp_path, module="harness.collect")
     assert collected.returncode == 0, collected.stderr

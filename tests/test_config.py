@@ -73,6 +73,8 @@ BAD = [
     (["distill.enabled=true", "distill.weight=1.5"], "distill.weight"),
     (["distill.enabled=true", "distill.temperature=0"], "distill.temperature"),
     (["distill.enabled=true", "baselines=false"], "baselines"),
+    (["schedule.draw_from=[t1,t2]"], "schedule.draw_from"),
+    (["schedule=alternate", "schedule.draw_from=[t1]"], "schedule.draw_from"),
 ]
 
 
@@ -96,8 +98,12 @@ def test_a_valid_job_writes_one_record_per_seed_and_baseline(tmp_path):
 
 def test_baselines_are_shared_between_configurations(tmp_path):
     job(tmp_path, ["model.shared_depth=1"])
-    job(tmp_path, ["model.shared_depth=2", "schedule=alternate"])
+    job(tmp_path, ["model.shared_depth=2"])
     assert len(list((tmp_path / "baselines").iterdir())) == 2  # one per task, reused
+    job(tmp_path, ["model.shared_depth=2", "schedule=alternate"])
+    job(tmp_path, ["model.shared_depth=1", "schedule=round_robin"])
+    # An alternate run's baselines train at the steps its draw picks their task: their own.
+    assert len(list((tmp_path / "baselines").iterdir())) == 6
     import json
 
     recs = [json.loads(p.read_text()) for p in (tmp_path / "baselines").rglob("seed_0.json")]

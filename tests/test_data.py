@@ -207,15 +207,13 @@ def test_digits_seed_and_sizes():
     assert not np.array_equal(pairs[0], other_seed[0])
 
 
-def test_digits_ink_standardised_on_train(digits_data):
+def test_digits_ink_is_the_mean_pixel_in_its_own_units(digits_data):
+    """Ink stays in pixel units in the data (training standardises it, metrics stay in these units)."""
     source, dataset = digits_data
+    for split in dataset:
+        np.testing.assert_allclose(np.asarray(split.y["ink"])[:, 0], np.asarray(split.x).mean(1), rtol=1e-5)
     train_ink = np.asarray(dataset.train.x).mean(1)
-    mean, std = train_ink.mean(), train_ink.std()
-    np.testing.assert_allclose(source.describe(dataset)["ink_mean"], mean, rtol=1e-5)
-    assert abs(float(dataset.train.y["ink"].mean())) < 1e-5
-    assert abs(float(dataset.train.y["ink"].std()) - 1.0) < 1e-4
-    val_ink = (np.asarray(dataset.val.x).mean(1) - mean) / std
-    np.testing.assert_allclose(np.asarray(dataset.val.y["ink"])[:, 0], val_ink, atol=1e-4)
+    np.testing.assert_allclose(source.describe(dataset)["ink_mean"], train_ink.mean(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("change, match", [

@@ -114,6 +114,7 @@ def test_identity_and_batching_of_distillation_settings():
 
 def test_a_distilled_job_keeps_and_reuses_its_teachers(tmp_path):
     run = small_run(distill=DistillConfig(enabled=True, weight=0.5))
+    run = dataclasses.replace(run, train=dataclasses.replace(run.train, select="final"))  # teachers are final
     baselines = tmp_path / "baselines"
     first = run_job(run, tmp_path / "a", baselines, "a")
     assert len(first) == 6  # 2 tasks x 2 seeds of baselines, 2 seeds of the job
@@ -125,7 +126,8 @@ def test_a_distilled_job_keeps_and_reuses_its_teachers(tmp_path):
         for seed in (0, 1):
             # The saved parameters are the baseline's final ones: they reproduce its test metric.
             params = teachers.load(run_dir, seed, jax.eval_shape(model.init, jax.random.key(0)))
-            mse = float(L.metric(t, model.apply(params, data.test.x)[t.name], data.test.y[t.name]))
+            out = L.in_target_units(model.apply(params, data.test.x), L.target_scales((t,), data.train.y))
+            mse = float(L.metric(t, out[t.name], data.test.y[t.name]))
             assert mse == pytest.approx(read_record(run_dir / f"seed_{seed}.json")["metrics"]["test"][t.name],
                                         rel=1e-5)
     # another weight reuses every baseline; a lost parameter file retrains just that seed
@@ -135,7 +137,8 @@ def test_a_distilled_job_keeps_and_reuses_its_teachers(tmp_path):
     lost = next(baselines.iterdir())
     before = json.loads((lost / "seed_1.json").read_text())["metrics"]
     (lost / "params_seed_1.msgpack").unlink()
-    assert run_job(small_run(), tmp_path / "plain", baselines, "plain")[0].parent.name == "runs"
+    plain = dataclasses.replace(run, distill=DistillConfig())
+    assert run_job(plain, tmp_path / "plain", baselines, "plain")[0].parent.name == "runs"
     third = run_job(dataclasses.replace(run, distill=DistillConfig(enabled=True, weight=0.7)),
                     tmp_path / "c", baselines, "c")
     assert lost / "seed_1.json" in third and (lost / "params_seed_1.msgpack").exists()

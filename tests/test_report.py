@@ -363,3 +363,15 @@ def test_heatmap_adds_no_panel_for_a_method_coefficient():
     [plot] = heatmap_blocks(table)
     assert len(plot.figure.axes) == 3 + 3  # delta_m and two tasks, one colour bar each
     assert np.isfinite(plot.figure.axes[0].images[0].get_array()).all()
+
+
+def test_report_names_baselines_below_their_linear_reference(tmp_path):
+    runs = make_runs([{"model.shared_depth": 1}])
+    stl = runs["kind"].eq("stl") & runs["task"].eq("acc")
+    runs.loc[stl, "reference.test.acc"], runs.loc[stl, "reference.model.acc"] = 0.95, "logistic"
+    runs.loc[runs["kind"].eq("stl") & runs["task"].eq("err"), "reference.test.err"] = 2.0
+    md = write_report(runs, tmp_path / "out")["report.md"].read_text()
+    assert "> **Baseline below ref:** tasks acc in 1 of 1 configurations" in md
+    assert "| below ref" in md and "0.95" in md  # the table's ref and baseline columns
+    plain = write_report(make_runs([{"model.shared_depth": 1}]), tmp_path / "plain")["report.md"].read_text()
+    assert "Baseline below ref" not in plain

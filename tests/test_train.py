@@ -189,3 +189,59 @@ def test_per_task_backwards_equal_the_one_hot_vmap(monkeypatch, method):
         outs.append(run_once(run, data))
     for key in ("train_loss", "weights", "test", "grad_cos", "grad_norm"):
         np.testing.assert_allclose(outs[0][key], outs[1][key], rtol=2e-4, atol=1e-6)
+
+
+SCHEDULES = [ScheduleConfig(name="joint")] + [
+    ScheduleConfig(name="alternate", sampling=sampling, optimizer_state=state)
+    for sampling in ("uniform", "round_robin", "proportional") for state in ("per_task", "shared")]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: f"{s.name}-{s.sampling}-{s.optimizer_state}")
+def test_separate_towers_equal_their_schedule_matched_baselines(schedule):
+    """Depth 0 gives r_t = 0 exactly under every schedule: under alternate a baseline trains its
+    task only at the steps the run's draw picks it, so both sides get the same updates. Three
+    tasks, one with fewer train rows, so proportional sampling is not uniform."""
+    base = small_run(data=RelatednessConfig(num_tasks=3, input_dim=8, n_train=256, n_val=64, n_test=64,
+                                            train_rows={"t2": 64}),
+                     model=dataclasses.replace(small_run().model, shared_depth=0), schedule=schedule,
+                     train=dataclasses.replace(small_run().train, steps=30, eval_every=10))
+    source, data = small_data(base)
+    names = list(source.task_names)
+    mtl, _, _ = execute(base, source.tasks, data, [0, 1])
+    for j, task in enumerate(source.tasks):
+        stl_run = single_task(base, task.name, names)
+        stl, _, _ = execute(stl_run, (task,), only(data, task.name), [0, 1])
+        np.testing.assert_array_equal(mtl["test"][..., j], stl["test"][..., 0])
+        np.testing.assert_array_equal(mtl["val"][..., j], stl["val"][..., 0])
+    if schedule.name == "alternate":  # the matching matters: a full-budget baseline differs
+        full, _, _ = execute(single_task(dataclasses.replace(base, schedule=ScheduleConfig()), "t1"),
+                             (source.tasks[0],), only(data, "t1"), [0, 1])
+        assert not np.array_equal(mtl["test"][..., 0], full["test"][..., 0])
+
+
+def test_alternate_baselines_are_their_own_configurations():
+    run = small_run(schedule=ScheduleConfig(name="alternate"))
+    stl = single_task(run, "t1", ["t1", "t2"])
+    assert stl.schedule.name == "alternate" and stl.schedule.draw_from == ["t1", "t2"]
+    assert single_task(small_run(), "t1").schedule == ScheduleConfig(name="joint")
+    # The optimiser-state choice concerns shared layers only: one baseline serves both.
+    shared = dataclasses.replace(run, schedule=ScheduleConfig(name="alternate", optimizer_state="shared"))
+    assert single_task(shared, "t1", ["t1", "t2"]) == stl
+    with pytest.raises(ValueError):
+        single_task(run, "t1")
+
+
+def test_regression_metrics_are_in_the_targets_own_units():
+    """Standardised targets make training blind to the targets' units: a target scaled by 1000
+    (grams for kilograms) trains the same network, and its mse comes out 1e6 times larger."""
+    run = small_run()
+    source, data = small_data(run)
+    scaled = data._replace(**{name: split._replace(y={n: v * 1000.0 for n, v in split.y.items()})
+                              for name, split in zip(data._fields, data)})
+    a, _, _ = execute(run, source.tasks, data, [0])
+    b, _, _ = execute(run, source.tasks, scaled, [0])
+    np.testing.assert_allclose(b["test"], a["test"] * 1e6, rtol=2e-3)
+    np.testing.assert_allclose(b["train_loss"], a["train_loss"], rtol=2e-3)
+    raw = dataclasses.replace(run, train=dataclasses.replace(run.train, standardize_targets=False))
+    c, _, _ = execute(raw, source.tasks, scaled, [0])
+    assert float(c["train_loss"][0, 0].min()) > 1e3  # without it the loss lives in grams^2

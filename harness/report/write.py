@@ -52,6 +52,25 @@ def _underpowered_warning(table: pd.DataFrame) -> list[str]:
             "their verdicts are marked underpowered."]
 
 
+def _baseline_warning(table: pd.DataFrame) -> list[str]:
+    """One quote per kind of baseline check that fired, naming the tasks (see CONVENTIONS)."""
+    lines = []
+    checks = table["baseline_check"].fillna("")
+    for flag, meaning in (("below ref", "their single-task baseline is worse than a linear model "
+                                        "on the same split, so a positive r_t may only make up "
+                                        "for a weak baseline"),
+                          ("improving", "their baseline's validation metric was still improving at "
+                                        "the end: more steps would move the comparison"),
+                          ("worsening", "their baseline's validation metric was getting worse at "
+                                        "the end (overfitting; the selected evaluation is earlier)")):
+        hit = table[checks.str.contains(flag)]
+        if not hit.empty:
+            tasks = ", ".join(sorted(hit["task"].astype(str).unique()))
+            lines.append(f"> **Baseline {flag}:** tasks {tasks} in {hit['config_hash'].nunique()} of "
+                         f"{table['config_hash'].nunique()} configurations: {meaning}.")
+    return lines
+
+
 def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
               split: str) -> list[Section]:
     transfer = Plot("transfer", plot_transfer(table), "mean r_t per task with its interval",
@@ -60,8 +79,9 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
         Section("Conventions", [CONVENTIONS]),
         Section("Transfer", [
             "Negative-transfer table: per configuration and task, the single-task (stl) and "
-            "multi-task (mtl) metric with 95% intervals, the relative change r_t, the "
-            "Holm-corrected verdict and delta_m. In report.html, click a header to sort.",
+            "multi-task (mtl) metric with 95% intervals, the linear reference (ref), the relative "
+            "change r_t, the Holm-corrected verdict, delta_m and the baseline checks. In "
+            "report.html, click a header to sort.",
             Table(format_transfer(table)), transfer]),
         Section("Heatmaps", heatmap_blocks(table)),
         Section("Learning curves", learning_blocks(table, runs, curves, split)),
@@ -93,7 +113,7 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
     curves = curve_frame(load_records(out) if records is None else records)
     sections = _sections(runs, table, curves, split)
     figures = document.plots(sections)
-    intro = [_summary(runs, table, split), *_underpowered_warning(table)]
+    intro = [_summary(runs, table, split), *_underpowered_warning(table), *_baseline_warning(table)]
     files = {
         "runs.parquet": _parquet(runs), "runs.csv": runs.to_csv(index=False).encode(),
         "transfer.parquet": _parquet(table),

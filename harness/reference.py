@@ -1,0 +1,65 @@
+"""The reference floor of a task: a linear model fit on the same split as its baseline.
+
+A single-task network that does worse than logistic regression (classification) or ridge
+regression (regression) on the same train rows is a weak baseline, and transfer measured
+against it says little: sharing can look like help when it only makes up for a poorly trained
+tower. The floor is cheap (scikit-learn on the host, once per baseline) and travels in the
+baseline's records, so the transfer table can say where the network falls below it.
+
+The regularisation strength is chosen on the validation split from a small grid; the test
+metric is reported. Metrics are the harness's own (`harness.losses.metric`): accuracy, or the
+mean squared error in the targets' own units.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.linalg import LinAlgWarning
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from harness.data.base import Dataset, TaskSpec
+
+# Inverse regularisation (logistic C) and ridge alpha, chosen on validation.
+LOGISTIC_C = (0.01, 0.1, 1.0, 10.0)
+RIDGE_ALPHA = (1e-6, 1e-2, 1.0, 100.0)
+
+
+def _metric(spec: TaskSpec, prediction: np.ndarray, y: np.ndarray) -> float:
+    if spec.kind == "classification":
+        return float(np.mean(prediction == y))
+    return float(np.mean((prediction.reshape(y.shape) - y) ** 2))
+
+
+def _candidates(spec: TaskSpec):
+    if spec.kind == "classification":
+        return "logistic", [(c, LogisticRegression(C=c, max_iter=500)) for c in LOGISTIC_C]
+    return "ridge", [(a, Ridge(alpha=a)) for a in RIDGE_ALPHA]
+
+
+def reference_floor(spec: TaskSpec, data: Dataset, rows: int | None = None) -> dict[str, Any]:
+    """Fit the task's linear reference on its train rows (the first `rows` when given), pick the
+    regularisation with the best validation metric, and return
+    {"model", "strength", "val", "test"} (metrics as TaskSpec.metric says)."""
+    x, y = (np.asarray(a) for a in (data.train.x, data.train.y[spec.name]))
+    if rows is not None:
+        x, y = x[:rows], y[:rows]
+    x, y = x.reshape(len(x), -1), (y if spec.kind == "classification" else y.reshape(len(y), -1))
+    name, candidates = _candidates(spec)
+    if spec.kind == "classification" and len(np.unique(y)) < 2:
+        return {"model": name, "strength": None, "val": None, "test": None}  # nothing to fit
+    orient = -1.0 if spec.lower_is_better else 1.0
+    best = None
+    for strength, model in candidates:
+        with warnings.catch_warnings():  # an unconverged or ill-conditioned fit is still a candidate
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", LinAlgWarning)
+            model.fit(x, y)
+        scores = {split: _metric(spec, model.predict(np.asarray(s.x).reshape(len(s.x), -1)),
+                                 np.asarray(s.y[spec.name]))
+                  for split, s in (("val", data.val), ("test", data.test))}
+        if best is None or orient * scores["val"] > orient * best["val"]:
+            best = {"model": name, "strength": strength, **scores}
+    return best
