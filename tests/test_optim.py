@@ -67,6 +67,6 @@ def test_best_selection_picks_each_tasks_best_validation_evaluation():
     (rec,) = records(run, tasks, out, [0], {}, {})
     assert rec["metrics"]["test"] == {"a": pytest.approx(0.8), "b": pytest.approx(1.5)}
     assert rec["selected_step"] == {"a": 20, "b": 30}
-    final = small_run()
+    final = small_run(train=dataclasses.replace(small_run().train, select="final"))
     (rec,) = records(final, tasks, out, [0], {}, {})
     assert rec["metrics"]["test"] == {"a": pytest.approx(0.6), "b": pytest.approx(1.5)}
