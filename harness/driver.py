@@ -6,7 +6,10 @@ A job is planned as units (its baselines and its own runs), each executed by
 
 Single-task baseline of task t for a multi-task config: the same data (generated with every
 task, then only t kept), seeds, step budget, optimiser and learning rate, and the task's own
-tower (the model config's `single_task()`), trained alone with equal weights.
+tower (the model config's `single_task()`), trained alone with equal weights and the same
+updates as t gets in the job (`harness.config.single_task`: under alternate, only the steps the
+job's draw picks t). Each baseline record also carries its linear reference floor
+(`harness.reference`).
 """
 from __future__ import annotations
 
