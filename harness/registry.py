@@ -1,7 +1,7 @@
 """Name -> builder tables. An unknown name raises a ConfigError listing the valid names."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from harness.errors import bad
 
@@ -13,17 +13,10 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Any] = {}
 
-    def register(self, name: str, entry: Any = None) -> Callable | Any:
-        """Register `entry` under `name`; usable as a decorator when `entry` is omitted."""
-        if entry is not None:
-            self._entries[name] = entry
-            return entry
-
-        def decorate(obj):
-            self._entries[name] = obj
-            return obj
-
-        return decorate
+    def register(self, name: str, entry: Any) -> Any:
+        """Register `entry` under `name` and return it."""
+        self._entries[name] = entry
+        return entry
 
     def get(self, name: str) -> Any:
         if name not in self._entries:

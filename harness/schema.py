@@ -19,11 +19,6 @@ def dynamic(default: float):
     return field(default=default, metadata={"dynamic": True})
 
 
-def dynamic_list(factory: Callable[[], list]):
-    """A list of numbers that may differ between runs of one compiled program."""
-    return field(default_factory=factory, metadata={"dynamic": True})
-
-
 def added(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
           metadata: dict | None = None):
     """A field added after records were written with its schema: left out of a configuration's
@@ -58,12 +53,6 @@ def dynamic_values(cfg: Any) -> dict[str, np.ndarray]:
         for name in dynamic_names(type(cfg))
         if getattr(cfg, name) is not None
     }
-
-
-def static_part(cfg: Any) -> dict[str, Any]:
-    """The static fields of a config object (what decides the compiled program)."""
-    dyn = set(dynamic_names(type(cfg)))
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in dyn}
 
 
 class Entry(NamedTuple):

@@ -18,7 +18,7 @@ from scipy.linalg import sqrtm
 from harness.data.base import regression
 from harness.errors import ConfigError
 from harness.methods import METHODS, aggregate
-from harness.methods.base import Method, Needs
+from harness.methods.base import Method, Needs, no_state
 from harness.methods.gradvac import vaccinate
 from harness.methods.solvers import gram
 from harness.schema import dynamic_values
@@ -28,6 +28,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
 # Deterministic and symmetric in the tasks (pcgrad and gradvac draw random visiting orders,
 # rlw random weights, static reads per-task weights from the config).
 SYMMETRIC = sorted(set(METHODS.names()) - {"pcgrad", "gradvac", "rlw", "static"})
+# Methods whose state is the empty tuple (imtl too, in mode "g").
+STATELESS = ["aligned_mtl", "cagrad", "equal", "gls", "mgda", "mgda_ub", "pcgrad", "rlw", "static", "upgrad"]
 
 
 def tasks(num_tasks: int):
@@ -118,9 +120,17 @@ def test_outputs_are_finite_with_the_declared_shapes(name, num_tasks):
         else:
             assert out.direction is None  # only SHARED_GRADS methods may return a direction
         assert all_finite((out.weights, out.direction, out.state, out.diagnostics))
+        # the trainer records a diagnostic as '<name>' (scalar) or '<name>.<task>' (one per task)
+        assert all(jnp.shape(v) in ((), (num_tasks,)) for v in out.diagnostics.values())
         # lax.scan needs a state of fixed structure, shapes and dtypes
         assert avals(out.state) == avals(method.init(num_tasks, P))
     assert set(method.schedules) <= {"joint", "alternate"} and "joint" in method.schedules
+
+
+@pytest.mark.parametrize("name, overrides", [(name, {}) for name in STATELESS] + [("imtl", {"mode": "g"})])
+def test_methods_without_state_carry_an_empty_tuple(name, overrides):
+    method = METHODS.get(name).build(config(name, 2, **overrides), tasks(2))
+    assert method.init is no_state and method.init(2, P) == ()
 
 
 @pytest.mark.parametrize("name", METHODS.names())

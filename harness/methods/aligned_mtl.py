@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.methods.solvers import gram
 from harness.schema import Entry
 
@@ -41,14 +41,11 @@ def alignment_weights(grads: jax.Array) -> jax.Array:
 
 
 def build(cfg: AlignedMTLConfig, tasks: tuple[TaskSpec, ...]) -> Method:
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         direction = alignment_weights(grads) @ grads
         return MethodOutput(jnp.ones_like(losses), direction, state, {})
 
-    return Method(Needs.SHARED_GRADS, init, update, schedules=("joint",))
+    return Method(Needs.SHARED_GRADS, no_state, update, schedules=("joint",))
 
 
 METHODS.register("aligned_mtl", Entry(AlignedMTLConfig, build))

@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from harness.schema import dynamic, dynamic_list  # noqa: F401  (re-exported for method configs)
+from harness.schema import dynamic  # noqa: F401  (re-exported for method configs)
 
 PyTree = Any
 
@@ -32,7 +32,8 @@ class MethodOutput(NamedTuple):
     direction: (P,) descent direction for the shared parameters (flattened, same layout as the
         gradients passed in), or None. Only SHARED_GRADS methods may return one.
     state: the new method state.
-    diagnostics: name -> scalar or (T,) array, recorded in the learning curves.
+    diagnostics: name -> scalar or (T,) array; the trainer averages it over each evaluation window
+        and records it in the curves under `diagnostics` ('<name>' or '<name>.<task>').
     """
 
     weights: jax.Array
@@ -60,6 +61,11 @@ class Method(NamedTuple):
     schedules: tuple[str, ...] = ("joint", "alternate")
     on_eval: Callable[[PyTree, jax.Array, dict[str, jax.Array]], PyTree] | None = None
 
+
+def no_state(num_tasks: int, grad_dim: int) -> tuple[()]:
+    """`init` of a method without state: `Method(needs, no_state, update)`. The state is `()`, an
+    empty pytree, which `update` passes back unchanged."""
+    return ()
 
 
 # name -> Entry(config dataclass, build(cfg, tasks) -> Method); filled by the method modules.

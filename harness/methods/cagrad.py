@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
 from harness.errors import bad
-from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic, no_state
 from harness.methods.solvers import EPS, gram, minimize_on_simplex, normalised
 from harness.schema import Entry
 
@@ -60,14 +60,11 @@ def build(cfg: CAGradConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     if cfg.iters < 1:
         raise bad("method.iters", cfg.iters, "an integer >= 1")
 
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         direction = cagrad_direction(grads, hparams["c"], cfg.rescale, cfg.iters)
         return MethodOutput(jnp.ones_like(losses), direction, state, {})
 
-    return Method(Needs.SHARED_GRADS, init, update, schedules=("joint",))
+    return Method(Needs.SHARED_GRADS, no_state, update, schedules=("joint",))
 
 
 METHODS.register("cagrad", Entry(CAGradConfig, build))

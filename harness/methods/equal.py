@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.schema import Entry
 
 
@@ -21,13 +21,10 @@ class EqualConfig:
 
 
 def build(cfg: EqualConfig, tasks: tuple[TaskSpec, ...]) -> Method:
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         return MethodOutput(jnp.ones_like(losses), None, state, {})
 
-    return Method(Needs.LOSSES, init, update)
+    return Method(Needs.LOSSES, no_state, update)
 
 
 METHODS.register("equal", Entry(EqualConfig, build))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.schema import Entry
 
 
@@ -32,13 +32,10 @@ def geometric_weights(losses: jax.Array) -> jax.Array:
 
 
 def build(cfg: GLSConfig, tasks: tuple[TaskSpec, ...]) -> Method:
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         return MethodOutput(geometric_weights(losses), None, state, {})
 
-    return Method(Needs.LOSSES, init, update)
+    return Method(Needs.LOSSES, no_state, update)
 
 
 METHODS.register("gls", Entry(GLSConfig, build))

@@ -24,7 +24,7 @@ import optax
 
 from harness.data.base import TaskSpec
 from harness.errors import bad
-from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic, no_state
 from harness.methods.solvers import EPS, gram, normalised
 from harness.schema import Entry
 
@@ -61,9 +61,7 @@ def build(cfg: IMTLConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     if not cfg.lr > 0:
         raise bad("method.lr", cfg.lr, "a number > 0")
 
-    def init(num_tasks: int, grad_dim: int) -> IMTLState | tuple:
-        if cfg.mode == "g":
-            return ()
+    def init(num_tasks: int, grad_dim: int) -> IMTLState:
         s = jnp.zeros((num_tasks,), jnp.float32)
         return IMTLState(s, optax.adam(1.0).init(s))
 
@@ -84,7 +82,7 @@ def build(cfg: IMTLConfig, tasks: tuple[TaskSpec, ...]) -> Method:
 
     needs = Needs.LOSSES if cfg.mode == "l" else Needs.SHARED_GRADS
     schedules = ("joint", "alternate") if cfg.mode == "l" else ("joint",)
-    return Method(needs, init, update, schedules=schedules)
+    return Method(needs, no_state if cfg.mode == "g" else init, update, schedules=schedules)
 
 
 METHODS.register("imtl", Entry(IMTLConfig, build))

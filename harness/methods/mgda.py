@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
 from harness.errors import bad
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.methods.solvers import EPS, gram, min_norm_simplex
 from harness.schema import Entry
 
@@ -54,14 +54,11 @@ def min_norm_weights(losses: jax.Array, grads: jax.Array, normaliser: str, iters
 def build(cfg: MGDAConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     check(cfg.normaliser, cfg.iters)
 
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         alpha = min_norm_weights(losses, grads, cfg.normaliser, cfg.iters)
         return MethodOutput(alpha, alpha @ grads, state, {})
 
-    return Method(Needs.SHARED_GRADS, init, update, schedules=("joint",))
+    return Method(Needs.SHARED_GRADS, no_state, update, schedules=("joint",))
 
 
 METHODS.register("mgda", Entry(MGDAConfig, build))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.data.base import TaskSpec
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.methods.mgda import check, min_norm_weights
 from harness.schema import Entry
 
@@ -25,13 +25,10 @@ class MGDAUBConfig:
 def build(cfg: MGDAUBConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     check(cfg.normaliser, cfg.iters)
 
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         return MethodOutput(min_norm_weights(losses, grads, cfg.normaliser, cfg.iters), None, state, {})
 
-    return Method(Needs.REPR_GRADS, init, update, schedules=("joint",))
+    return Method(Needs.REPR_GRADS, no_state, update, schedules=("joint",))
 
 
 METHODS.register("mgda_ub", Entry(MGDAUBConfig, build))

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.methods.solvers import EPS
 from harness.schema import Entry
 
@@ -46,14 +46,11 @@ def project_conflicts(grads: jax.Array, key: jax.Array) -> jax.Array:
 
 
 def build(cfg: PCGradConfig, tasks: tuple[TaskSpec, ...]) -> Method:
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         direction = project_conflicts(grads, key).sum(axis=0)
         return MethodOutput(jnp.ones_like(losses), direction, state, {})
 
-    return Method(Needs.SHARED_GRADS, init, update, schedules=("joint",))
+    return Method(Needs.SHARED_GRADS, no_state, update, schedules=("joint",))
 
 
 METHODS.register("pcgrad", Entry(PCGradConfig, build))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
 from harness.errors import bad
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.schema import Entry
 
 DISTRIBUTIONS = ("normal", "uniform", "dirichlet", "bernoulli")
@@ -46,15 +46,12 @@ def build(cfg: RLWConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     if cfg.distribution not in DISTRIBUTIONS:
         raise bad("method.distribution", cfg.distribution, f"one of {', '.join(DISTRIBUTIONS)}")
 
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         num_tasks = losses.shape[0]
         weights = num_tasks * sample_weights(key, num_tasks, cfg.distribution).astype(losses.dtype)
         return MethodOutput(weights, None, state, {})
 
-    return Method(Needs.LOSSES, init, update, schedules=("joint",))
+    return Method(Needs.LOSSES, no_state, update, schedules=("joint",))
 
 
 METHODS.register("rlw", Entry(RLWConfig, build))

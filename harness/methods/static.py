@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
 from harness.errors import bad
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.schema import Entry
 
 
@@ -37,14 +37,11 @@ def check(cfg: StaticConfig, tasks: tuple[TaskSpec, ...]) -> None:
 def build(cfg: StaticConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     check(cfg, tasks)
 
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         weights = hparams.get("weights", jnp.ones_like(losses))
         return MethodOutput(jnp.broadcast_to(weights, losses.shape), None, state, {})
 
-    return Method(Needs.LOSSES, init, update)
+    return Method(Needs.LOSSES, no_state, update)
 
 
 METHODS.register("static", Entry(StaticConfig, build))

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
 from harness.errors import bad
-from harness.methods.base import METHODS, Method, MethodOutput, Needs
+from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
 from harness.methods.solvers import EPS, gram, lower_bounded_qp
 from harness.schema import Entry
 
@@ -49,14 +49,11 @@ def build(cfg: UPGradConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     if cfg.iters < 1:
         raise bad("method.iters", cfg.iters, "an integer >= 1")
 
-    def init(num_tasks: int, grad_dim: int):
-        return ()
-
     def update(losses, grads, state, key, hparams):
         direction = upgrad_weights(grads, cfg.iters) @ grads
         return MethodOutput(jnp.ones_like(losses), direction, state, {})
 
-    return Method(Needs.SHARED_GRADS, init, update, schedules=("joint",))
+    return Method(Needs.SHARED_GRADS, no_state, update, schedules=("joint",))
 
 
 METHODS.register("upgrad", Entry(UPGradConfig, build))
