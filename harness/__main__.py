@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> None:
     multirun = hc.mode.name == "MULTIRUN"
     root = Path(hc.sweep.dir if multirun else hc.run.dir)
     try:
-        from harness.driver import run_job
+        from harness.run.sweep import run_job
 
         run = resolve(cfg)
         baseline_dir = Path(run.baseline_dir) if run.baseline_dir else root / "baselines"

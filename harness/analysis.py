@@ -1,6 +1,6 @@
 """Pair multi-task runs with their single-task baselines and judge transfer per task.
 
-Input is the runs table of `harness.results.collect` (one row per run); the rules are stated in
+Input is the runs table of `harness.records.collect` (one row per run); the rules are stated in
 `CONVENTIONS`, which every report repeats.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ hidden layers of 256, the first two shared), T regression heads on synthetic rel
   flops     achieved GFLOP/s of the step (analytic count) vs a 1024^2 float32 matmul's;
   sweep     N jobs differing only in the learning rate: N programs compiled one by one vs the
             batched launcher's one jit(vmap) over lr x seeds;
-  compile   compile vs run seconds of one job (driver.execute).
+  compile   compile vs run seconds of one job (harness.run.execute.execute).
 Writes bench.json and bench.md (with machine info) under --out.
 """
 from __future__ import annotations
@@ -34,13 +34,14 @@ import optax
 
 from harness.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
 from harness.data.relatedness import RelatednessConfig
-from harness.batching import execute_units, hparams
-from harness.driver import Unit, build_source, execute
+from harness.run.execute import execute, execute_units, hparams
+from harness.run.plan import Unit, build_source, plan
 from harness.methods import METHODS
 from harness.methods.base import Needs
 from harness.models.hard import HardConfig
-from harness.results import environment
-from harness.train import BATCH, INIT, make_train
+from harness.records import environment
+from harness.train import make_train
+from harness.train.loop import BATCH, INIT
 
 SECTIONS = ("methods", "overhead", "flops", "sweep", "compile")
 
@@ -102,7 +103,8 @@ def compiled_run(sizes: Sizes, num_tasks: int, method: str = "equal") -> Callabl
     per process: sections a, b and c time the same equal program)."""
     run = reference(sizes, num_tasks, method)
     tasks, data = dataset(sizes, num_tasks)
-    train = make_train(run, tasks, data.train.x.shape[1], data.train.x.shape[0])
+    job = plan(run, with_baselines=False)
+    train = make_train(job.parts, job.settings).train
     key, hp = jax.random.key(0), hparams(run)
     exe = jax.jit(train).lower(key, hp, data).compile()
     return lambda: exe(key, hp, data)
@@ -200,10 +202,10 @@ def bench_flops(sizes: Sizes) -> list[dict]:
 
 
 def bench_sweep(sizes: Sizes) -> list[dict]:
-    """Separate: every job goes through driver.execute on its own after jax.clear_caches(), so it
+    """Separate: every job is planned and goes through run.execute.execute on its own after jax.clear_caches(), so it
     builds and compiles a fresh program (a launcher starting a process per job pays process
     start-up on top; measured once and reported, not added). Batched: the batched launcher's
-    batching.execute_units, one jit(vmap(train)) over lr x seeds."""
+    run.execute.execute_units, one jit(vmap(train)) over lr x seeds."""
     run = reference(sizes, 2, steps=sizes.sweep_steps)
     tasks, data = dataset(sizes, 2)
     seeds = list(range(sizes.seeds))
@@ -215,11 +217,11 @@ def bench_sweep(sizes: Sizes) -> list[dict]:
         t0 = time.perf_counter()
         for job in jobs:
             jax.clear_caches()
-            execute(job, tasks, data, seeds)
+            execute(plan(job), data, seeds)
         separate = time.perf_counter() - t0
         jax.clear_caches()
         t0 = time.perf_counter()
-        outs, _, _ = execute_units([Unit("mtl", job, tasks, data, seeds, Path("."), {}) for job in jobs])
+        outs, _, _ = execute_units([Unit("mtl", plan(job), data, seeds, Path("."), {}) for job in jobs])
         batched = time.perf_counter() - t0
         runs = n * sizes.seeds
         rows.append({"N": n, "seeds": sizes.seeds, "separate_s": separate, "batched_s": batched,
@@ -233,7 +235,7 @@ def bench_compile(sizes: Sizes) -> list[dict]:
     run = reference(sizes, 2, steps=sizes.job_steps)
     run = dataclasses.replace(run, train=dataclasses.replace(run.train, eval_every=sizes.job_steps // 10 or 1))
     tasks, data = dataset(sizes, 2)
-    _, compile_s, run_s = execute(run, tasks, data, list(range(sizes.seeds)))
+    _, compile_s, run_s = execute(plan(run), data, list(range(sizes.seeds)))
     return [{"steps": sizes.job_steps, "seeds": sizes.seeds, "compile_s": compile_s, "run_s": run_s,
              "compile_share": compile_s / (compile_s + run_s)}]
 
@@ -259,11 +261,11 @@ TITLES = {
     "overhead": "b) Harness step vs a hand-written jnp + optax loop (equal, T = 2)",
     "flops": "c) Achieved GFLOP/s of the step vs a 1024^2 float32 matmul (equal, T = 2)",
     "sweep": "d) Sweep over the learning rate: N separately compiled jobs vs one batched program",
-    "compile": "e) Compile vs run of one job (driver.execute, equal, T = 2)",
+    "compile": "e) Compile vs run of one job (run.execute.execute, equal, T = 2)",
 }
 NOTES = {
-    "sweep": "Each separate job runs driver.execute after jax.clear_caches(): a fresh program, compiled on "
-             "its own. The batched path is batching.execute_units: one jit(vmap(train)) over lr x seeds. "
+    "sweep": "Each separate job runs run.execute.execute after jax.clear_caches(): a fresh program, compiled on "
+             "its own. The batched path is run.execute.execute_units: one jit(vmap(train)) over lr x seeds. "
              "Both include compiling. process_start_s is what a fresh process per job would add to each "
              "separate job (measured once, not included).",
 }

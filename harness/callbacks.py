@@ -9,18 +9,27 @@ from omegaconf import DictConfig
 
 
 def finish(out_dir: Path, title: str) -> None:
-    """Collect every record under out_dir, write the tables and report, say where they went."""
-    from harness.report import write_report
-    from harness.results import collect
+    """Collect every record under out_dir, write the tables and report, say where they went.
 
-    runs = collect(out_dir)
+    Records of a schema version this harness does not read are skipped: one line each, and
+    their count at the end.
+    """
+    from harness.records import collect, skipped_summary
+    from harness.report import write_report
+
+    skipped = []
+    runs = collect(out_dir, skipped)
+    for err in skipped:
+        print(f"skipped {err}")
     if runs.empty or not (runs["kind"] == "mtl").any():
         print(f"no multi-task runs under {out_dir}: nothing to tabulate")
-        return
-    paths = write_report(runs, out_dir, title=title)
-    print(f"table:  {paths.get('transfer.md', out_dir)}")
-    print(f"report: {paths.get('report.md', out_dir)}")
-    print(f"html:   {paths.get('report.html', out_dir)}")
+    else:
+        paths = write_report(runs, out_dir, title=title)
+        print(f"table:  {paths.get('transfer.md', out_dir)}")
+        print(f"report: {paths.get('report.md', out_dir)}")
+        print(f"html:   {paths.get('report.html', out_dir)}")
+    if skipped:
+        print(skipped_summary(skipped))
 
 
 class CollectTable(Callback):

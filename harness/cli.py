@@ -39,8 +39,9 @@ def check_overrides(args: list[str], conf_dir: Path) -> None:
 
 def check_jobs(args: list[str], conf_dir: Path) -> None:
     """Compose every job the command line describes (each point of a sweep, including sweeps an
-    experiment declares in `hydra.sweeper.params`), check it against the schema, validate it and
-    build its model and baselines (harness.driver.build_job; no data is generated).
+    experiment declares in `hydra.sweeper.params`), check it against the schema, and plan it
+    (harness.run.plan: every part built and every static check run; no data is generated). The
+    plans are kept for the jobs' task functions, so each job's parts are built once.
 
     An unknown key or a value of the wrong type, which Hydra reports over several lines, and an
     invalid value in any job of a sweep, become one line and exit status 2 before any job runs:
@@ -56,7 +57,7 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from harness.config import resolve
-    from harness.driver import build_job
+    from harness.run.plan import PLANNED, plan
     from harness.errors import ConfigError
 
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
@@ -74,7 +75,8 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
                 points = BasicSweeper.split_arguments(parser.parse_overrides(declared + overrides), None)[0]
             sources: dict = {}
             for point in points:
-                build_job(resolve(compose("config", overrides=point)), sources)
+                run = resolve(compose("config", overrides=point))
+                PLANNED.setdefault(repr(run), plan(run, sources))
         except (ConfigCompositionException, OverrideParseException) as err:
             report_error(composition_error(err, overrides))
         except OmegaConfBaseException as err:  # e.g. a mandatory value left unset

@@ -1,4 +1,8 @@
-"""`python -m harness.collect <sweep_dir>`: tabulate any sweep directory, also one that died midway."""
+"""`python -m harness.collect <sweep_dir>`: tabulate any sweep directory, also one that died midway.
+
+Records of a schema version this harness does not read are skipped with one line each; a file
+that is not a run record at all is one error line and exit status 2.
+"""
 from __future__ import annotations
 
 import sys
@@ -7,6 +11,7 @@ from pathlib import Path
 from harness.callbacks import finish
 from harness.cli import report_error
 from harness.errors import bad
+from harness.records import RecordError
 
 
 def main(argv: list[str]) -> None:
@@ -16,7 +21,10 @@ def main(argv: list[str]) -> None:
     sweep_dir = Path(argv[0])
     if not sweep_dir.is_dir():
         report_error(bad("sweep_dir", str(sweep_dir), "an existing directory of run records"))
-    finish(sweep_dir, title=f"Sweep: {sweep_dir.name}")
+    try:
+        finish(sweep_dir, title=f"Sweep: {sweep_dir.name}")
+    except RecordError as err:
+        report_error(err)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ class DistillConfig:
     """Knowledge distillation from the single-task baselines (Hinton et al. 2015; Crawshaw 2020
     survey, section 2.6): task t's training loss becomes (1 - weight) L_t + weight KD_t, with KD_t
     the distance from the same-seed single-task baseline of t, computed on each batch inside the
-    compiled run (harness.losses.distillation). Off by default; weight 0 is plain training."""
+    compiled run (harness.train.losses.distillation). Off by default; weight 0 is plain training."""
 
     enabled: bool = False
     weight: float = dynamic(0.5)  # in [0, 1]
@@ -168,8 +168,8 @@ def validate(run: RunConfig) -> None:
                        ("train.batch_size", run.train.batch_size),
                        ("train.eval_every", run.train.eval_every), ("optim.lr", run.optim.lr)):
         _positive(key, value)
-    if run.train.eval_every > run.train.steps:
-        raise bad("train.eval_every", run.train.eval_every, f"at most train.steps ({run.train.steps})")
+    if run.train.eval_every > run.train.steps or run.train.steps % run.train.eval_every:
+        raise bad("train.eval_every", run.train.eval_every, f"a divisor of train.steps ({run.train.steps})")
     every = run.train.checkpoint_every
     if every is not None and (every <= 0 or every % run.train.eval_every or run.train.steps % every):
         raise bad("train.checkpoint_every", every,

@@ -7,7 +7,7 @@ tower. The floor is cheap (scikit-learn on the host, once per baseline) and trav
 baseline's records, so the transfer table can say where the network falls below it.
 
 The regularisation strength is chosen on the validation split from a small grid; the test
-metric is reported. Metrics are the harness's own (`harness.losses.metric`): accuracy, or the
+metric is reported. Metrics are the harness's own (`harness.train.losses.metric`): accuracy, or the
 mean squared error in the targets' own units.
 """
 from __future__ import annotations

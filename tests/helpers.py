@@ -8,7 +8,9 @@ import jax.numpy as jnp
 
 from harness.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
 from harness.data.relatedness import RelatednessConfig
-from harness.driver import build_source
+from harness.run.execute import execute as run_execute
+from harness.run.plan import build_source, plan
+from harness.train import make_train
 from harness.methods.equal import EqualConfig
 from harness.models.hard import HardConfig
 from harness.schema import dynamic_values
@@ -29,3 +31,21 @@ def small_data(run: RunConfig):
     source = build_source(run)
     hp = {k: jnp.asarray(v) for k, v in dynamic_values(run.data).items()}
     return source, source.generate(jax.random.key(0), hp)
+
+
+def plan_of(run: RunConfig):
+    """The planned job of `run` without its baselines (harness.run.plan)."""
+    return plan(run, with_baselines=False)
+
+
+def trainer(run: RunConfig):
+    """The Trainer of `run`'s compiled program, from its planned parts and settings."""
+    job = plan_of(run)
+    return make_train(job.parts, job.settings)
+
+
+def execute(run: RunConfig, tasks, data, seeds: list[int]):
+    """Train `run` (whose tasks must be `tasks`) on `data` for `seeds`: (outputs, compile s, run s)."""
+    job = plan_of(run)
+    assert [t.name for t in job.parts.tasks] == [t.name for t in tasks]
+    return run_execute(job, data, seeds)

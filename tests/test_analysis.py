@@ -15,7 +15,7 @@ TASKS = {"acc": ("accuracy", False), "err": ("mse", True), "aux": ("accuracy", F
 
 
 def run(kind, config, seed, values, status="ok", cfg=None, label=""):
-    """One row of the runs table as harness.results.collect would produce it."""
+    """One row of the runs table as harness.records.collect would produce it."""
     row = {"kind": kind, "config_hash": config, "label": label, "seed": seed, "status": status,
            "diverged_step": 50.0 if status == "diverged" else math.nan,
            "task": next(iter(values)) if kind == "stl" else None,

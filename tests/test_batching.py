@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from harness.config import OptimConfig
-from harness.driver import Unit, execute
-from harness.batching import execute_units, static_key
-from helpers import small_data, small_run
+from harness.run.execute import execute_units, static_key
+from harness.run.plan import Unit
+from helpers import execute, plan_of, small_data, small_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def units_for(lrs, seeds=(0, 1)):
     base = small_run()
     source, data = small_data(base)
-    return [Unit("mtl", dataclasses.replace(base, optim=OptimConfig(lr=lr)), source.tasks, data,
+    return [Unit("mtl", plan_of(dataclasses.replace(base, optim=OptimConfig(lr=lr))), data,
                  list(seeds), Path("."), {}) for lr in lrs], source
 
 
@@ -49,7 +49,7 @@ import json, sys
 sys.path.insert(0, {tests!r})
 import jax
 from test_batching import units_for
-from harness.batching import execute_units
+from harness.run.execute import execute_units
 units, _ = units_for([1e-3, 1e-2, 3e-2])  # 6 runs on 4 devices: padded to 8
 outs, _, _ = execute_units(units)
 print(json.dumps({{"devices": jax.local_device_count(), "test": [o["test"].tolist() for o in outs]}}))

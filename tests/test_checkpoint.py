@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.batching import execute_units
-from harness.driver import Unit
-from helpers import small_data, small_run
+from harness.run.execute import execute_units
+from harness.run.plan import Unit
+from helpers import plan_of, small_data, small_run
 
 
 class Interrupted(Exception):
@@ -18,7 +18,7 @@ class Interrupted(Exception):
 def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_final_metrics(tmp_path):
     run = small_run(train=dataclasses.replace(small_run().train, steps=40, eval_every=10, checkpoint_every=10))
     source, data = small_data(run)
-    unit = Unit("mtl", run, source.tasks, data, [0, 1], tmp_path, {})
+    unit = Unit("mtl", plan_of(run), data, [0, 1], tmp_path, {})
     whole, _, _ = execute_units([unit])  # no checkpoint directory: one uninterrupted program
 
     seen = []

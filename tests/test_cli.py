@@ -34,9 +34,14 @@ def records(root: Path) -> dict[str, dict]:
     (["-m", "optim.lr=0.01,-1"], "optim.lr=-1.0"),
     (["-m", "model.shared_depth=1,9"], "model.shared_depth=9"),
     (["experiment=default", "distill.enabled=true", "distill.weight=2"], "distill.weight=2.0"),
+    # 7 does not divide train.steps=20: the trainer's own check, made before job 0 trains
+    (["-m", "train.eval_every=10,7"], "train.eval_every=7"),
+    (["-m", "hydra/launcher=batched", "train.eval_every=10,7"], "train.eval_every=7"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, args, key):
-    res = harness(args + SMALL + [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    overridden = {a.split("=", 1)[0] for a in args}
+    small = [a for a in SMALL if a.split("=", 1)[0] not in overridden]
+    res = harness(args + small + [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
     assert res.returncode == 2
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0]

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harness.config import register_configs, resolve
-from harness.driver import run_job
+from harness.run.sweep import run_job
 from harness.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -134,7 +134,7 @@ def test_added_fields_count_in_the_identity_only_once_set():
 
 
 def test_runs_table_holds_parameter_counts_and_the_matched_width(tmp_path):
-    from harness.results import collect
+    from harness.records import collect
 
     job(tmp_path, ["model.target_params=2000"])
     runs = collect(tmp_path)

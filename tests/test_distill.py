@@ -11,20 +11,20 @@ import numpy as np
 import optax
 import pytest
 
-from harness import losses as L
-from harness import teachers
-from harness.batching import hparams, static_key
+from harness.run import teachers
+from harness.run.execute import hparams, static_key
+from harness.train import losses as L
 from harness.config import DistillConfig, identity, single_task
 from harness.data.base import TaskSpec
-from harness.driver import run_job
+from harness.run.sweep import run_job
 from harness.models.base import MODELS
 from harness.models.cross_stitch import CrossStitchConfig
 from harness.models.hard import HardConfig
 from harness.models.moe import MMoEConfig
 from harness.models.tree import TreeConfig, TreeGroup
-from harness.results import config_hash, read_record
-from harness.train import build_parts, make_train
-from helpers import small_data, small_run
+from harness.records import config_hash, read_record
+from harness.train import make_train
+from helpers import plan_of, small_data, small_run, trainer
 
 CLASS = TaskSpec("c", "classification", 4, "accuracy", False)
 REGRESSION = TaskSpec("r", "regression", 1, "mse", True)
@@ -62,7 +62,8 @@ def random_teachers(run, tasks, input_dim, key=123):
 
 
 def train_with(run, data, tasks, hp, task_rows=None):
-    train = make_train(run, tasks, data.train.x.shape[1], data.train.x.shape[0], task_rows)
+    job = plan_of(run)
+    train = make_train(job.parts, job.settings._replace(task_rows=task_rows)).train
     return jax.jit(train)(jax.random.key(0), hp, data)
 
 
@@ -91,11 +92,10 @@ def test_pure_distillation_learns_the_teachers_function():
     gaps = {}
     for weight in (0.0, 1.0):
         run = dataclasses.replace(base, distill=DistillConfig(enabled=True, weight=weight))
-        train = make_train(run, source.tasks, data.train.x.shape[1], data.train.x.shape[0])
-        out = jax.jit(train)(jax.random.key(0), {**hparams(run), "teachers": teacher_params}, data)
-        model, _ = build_parts(run, source.tasks, data.train.x.shape[1])
-        pred = model.apply(out["final"].params, data.val.x)
-        gaps[weight] = {t.name: float(jnp.mean((pred[t.name] - train.teachers[t.name].apply(
+        parts = plan_of(run).parts
+        out = jax.jit(trainer(run).train)(jax.random.key(0), {**hparams(run), "teachers": teacher_params}, data)
+        pred = parts.model.apply(out["final"].params, data.val.x)
+        gaps[weight] = {t.name: float(jnp.mean((pred[t.name] - parts.teachers[t.name].apply(
             teacher_params[t.name], data.val.x)[t.name]) ** 2)) for t in source.tasks}
     for t in source.tasks:
         assert gaps[1.0][t.name] < 0.2 * gaps[0.0][t.name]
@@ -176,8 +176,9 @@ def test_every_model_can_be_distilled_from_its_own_baselines(name):
     weights 0 and 0.5 run side by side in one vmap and only the second feels the teachers."""
     run = small_run(model=STUDENTS[name], distill=DistillConfig(enabled=True))
     source, data = small_data(run)
-    train = make_train(run, source.tasks, 8, data.train.x.shape[0])
-    for teacher in train.teachers.values():  # a conv trunk's teachers are conv towers
+    parts = plan_of(run).parts
+    train = trainer(run).train
+    for teacher in parts.teachers.values():  # a conv trunk's teachers are conv towers
         paths = jax.tree_util.tree_flatten_with_path(jax.eval_shape(teacher.init, jax.random.key(0)))[0]
         assert any("conv" in jax.tree_util.keystr(p) for p, _ in paths) == name.endswith("+conv")
     hp = {**hparams(run), "teachers": random_teachers(run, source.tasks, 8)}

@@ -9,7 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harness.config import register_configs, resolve
-from harness.driver import build_source, run_job
+from harness.run.plan import build_source
+from harness.run.sweep import run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness import launch
+from harness.run import sweep as launch
 from harness.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ from hydra import compose, initialize_config_dir
 from harness.config import ScheduleConfig, identity, register_configs, resolve
 from harness.data.base import regression
 from harness.data.relatedness import RelatednessConfig
-from harness.driver import execute, hparams, run_job
+from harness.run.execute import hparams
+from harness.run.sweep import run_job
 from harness.errors import ConfigError
 from harness.methods.pcgrad import PCGradConfig
 from harness.models.base import MODELS
@@ -29,9 +30,9 @@ from harness.models.moe import MMoEConfig, OMoEConfig
 from harness.models.sizing import count_params, match_width
 from harness.models.soft import SoftConfig
 from harness.models.tree import TreeConfig, TreeGroup
-from harness.results import config_hash
-from harness.train import INIT, make_train
-from helpers import small_data, small_run
+from harness.records import config_hash
+from harness.train import INIT
+from helpers import execute, small_data, small_run, trainer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 register_configs()
@@ -131,7 +132,7 @@ def test_soft_coupling_is_the_sum_of_pairwise_distances_and_is_dynamic():
     # Batched over the coupling in one program: 0 reproduces separate towers, 1 does not.
     run = small_run(model=SoftConfig(**SMALL, shared_depth=2))
     source, data = small_data(run)
-    train = make_train(run, source.tasks, 8, 256)
+    train = trainer(run).train
     hp = hparams(run)
     hp["model"] = {"coupling": jnp.asarray([0.0, 1.0])}
     axes = {**{group: None for group in hp}, "model": {"coupling": 0}}  # batched over the coupling only
@@ -202,7 +203,7 @@ def test_every_model_trains_under_vmap_and_masks_other_tasks(name, trunk, schedu
     run = small_run(data=data, model=cfg, **SCHEDULES[schedule],
                     train=dataclasses.replace(small_run().train, steps=2, eval_every=1))
     source, data = small_data(run)
-    train = make_train(run, source.tasks, 8, 256)
+    train = trainer(run).train
     keys = jax.vmap(jax.random.key)(jnp.asarray([0, 1], jnp.uint32))
     out = jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, hparams(run), data)
     assert np.all(np.isfinite(out["test"])) and np.all(out["diverged_at"] == -1)

@@ -7,9 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from harness.config import OptimConfig
-from harness.driver import records
-from harness.optim import clip, make_direction, make_learning_rate
+from harness.run.write import records
+from harness.train.optim import Optimizer, clip, make_direction, make_learning_rate
 from helpers import small_run
 
 
@@ -19,7 +18,7 @@ from helpers import small_run
     ("sgd", lambda: optax.sgd(0.01, momentum=0.9)),
 ])
 def test_direction_times_lr_is_the_optax_optimiser(name, reference):
-    cfg = OptimConfig(name=name, lr=0.01, weight_decay=0.1)
+    cfg = Optimizer(name=name)
     tx, ref = make_direction(cfg, {"lr": jnp.float32(0.01), "weight_decay": jnp.float32(0.1)}), reference()
     params = {"w": jnp.arange(6.0).reshape(2, 3)}
     s, r = tx.init(params), ref.init(params)
@@ -35,13 +34,13 @@ def test_direction_times_lr_is_the_optax_optimiser(name, reference):
 
 def test_learning_rate_schedules():
     hp = {"lr": jnp.float32(0.1)}
-    cos = make_learning_rate(OptimConfig(lr_schedule="cosine"), hp, 100)
+    cos = make_learning_rate(Optimizer(lr_schedule="cosine"), hp, 100)
     assert float(cos(0)) == pytest.approx(0.1) and float(cos(100)) == pytest.approx(0.0, abs=1e-7)
     assert float(cos(50)) == pytest.approx(0.05)
-    warm = make_learning_rate(OptimConfig(lr_schedule="warmup_cosine", warmup_steps=10), hp, 100)
+    warm = make_learning_rate(Optimizer(lr_schedule="warmup_cosine", warmup_steps=10), hp, 100)
     assert float(warm(0)) == pytest.approx(0.01) and float(warm(9)) == pytest.approx(0.1)
     assert float(warm(10)) == pytest.approx(0.1) and float(warm(100)) == pytest.approx(0.0, abs=1e-7)
-    assert float(make_learning_rate(OptimConfig(), hp, 100)(77)) == pytest.approx(0.1)
+    assert float(make_learning_rate(Optimizer(), hp, 100)(77)) == pytest.approx(0.1)
 
 
 def test_clip_bounds_the_global_norm():
@@ -64,9 +63,11 @@ def test_best_selection_picks_each_tasks_best_validation_evaluation():
     test = np.array([[[0.4, 3.5], [0.8, 2.5], [0.6, 1.5]]])
     out = {"val": val, "test": test, "val_loss": val, "train_loss": val, "weights": val,
            "diverged_at": np.array([-1])}
-    (rec,) = records(run, tasks, out, [0], {}, {})
-    assert rec["metrics"]["test"] == {"a": pytest.approx(0.8), "b": pytest.approx(1.5)}
-    assert rec["selected_step"] == {"a": 20, "b": 30}
+    common = {"kind": "mtl", "config": {}, "config_hash": "h", "label": "", "task": None,
+              "tasks": ["a", "b"], "task_specs": {}}
+    (rec,) = records(run, tasks, out, [0], {}, common)
+    assert rec.metrics["test"] == {"a": pytest.approx(0.8), "b": pytest.approx(1.5)}
+    assert rec.selected_step == {"a": 20, "b": 30}
     final = small_run(train=dataclasses.replace(small_run().train, select="final"))
-    (rec,) = records(final, tasks, out, [0], {}, {})
-    assert rec["metrics"]["test"] == {"a": pytest.approx(0.6), "b": pytest.approx(1.5)}
+    (rec,) = records(final, tasks, out, [0], {}, common)
+    assert rec.metrics["test"] == {"a": pytest.approx(0.6), "b": pytest.approx(1.5)}

@@ -14,11 +14,12 @@ import pytest
 from harness.analysis import CONVENTIONS, transfer_table
 from harness.report import plot_transfer, write_report
 from harness.report.__main__ import main
-from harness.report.curves import curve_frame, load_records
+from harness.report.curves import curve_frame
+from harness.report.diagnostics import diagnostics_blocks
 from harness.report.heatmaps import heatmap_blocks, heatmap_layout
 from harness.report.learning import learning_blocks
 from harness.report.tradeoff import tradeoff_blocks
-from harness.results import collect, write_json
+from harness.records import collect, load_record, load_records, write_json, write_record
 
 TOP = {"runs.parquet", "runs.csv", "transfer.parquet", "transfer.md", "transfer.png",
        "report.md", "report.html", "figures"}
@@ -68,7 +69,7 @@ def grid(depths=(1, 2), schedules=("joint", "alternate"), correlations=(0.2, 0.8
 
 SMALL = grid(schedules=("joint",), correlations=(0.5,), methods=("equal", "pcgrad"))
 
-# A sweep on disk, laid out as harness.driver writes it.
+# A sweep on disk, laid out as harness.run.write writes it.
 STEPS = [10, 20, 30]
 SPECS = {"acc": ("accuracy", False), "err": ("mse", True), "aux": ("accuracy", False)}
 COS, CONFLICT, NORMS = (-0.2, -0.1, 0.0), 0.25, {"acc": 2.0, "err": 1.0, "aux": 4.0}
@@ -286,6 +287,30 @@ def test_learning_curves_show_seed_mean_and_band_against_the_baseline(tmp_path):
     assert ax.get_ylabel() == "test accuracy (higher is better)"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "multi-task (3 seeds)", "single-task (3 seeds)"]
+
+
+def test_method_diagnostics_section_iff_a_record_has_them(tmp_path):
+    root = make_sweep(tmp_path, depths=(1,), methods=("equal",))
+    _, md, html = report(root)
+    assert "Method diagnostics" not in md and "Method diagnostics" not in html
+    assert not list((root / "figures").glob("diagnostics_*"))
+    for seed, path in enumerate(sorted((root / "model.shared_depth=1,method=equal" / "runs")
+                                       .glob("seed_*.json"))):
+        rec = load_record(path)
+        rec.curves["diagnostics"] = {"z.acc": [1.0 + seed] * 3, "z.err": [2.0] * 3,
+                                     "residual": [0.1, 0.2, 0.3]}
+        write_record(path, rec)
+    paths, md, html = report(root)
+    assert "## Method diagnostics\n" in md and ">Method diagnostics</h2>" in html
+    name = "figures/diagnostics_mtl1equal.png"
+    assert f"({name})" in md and paths[name].read_bytes().startswith(PNG)
+    runs = collect(root)
+    [_, gallery] = diagnostics_blocks(transfer_table(runs), curve_frame(load_records(root)))
+    residual, z = gallery.plots[0].figure.axes  # one panel per name, one line per task
+    assert (residual.get_title(), z.get_title()) == ("residual", "z")
+    assert [t.get_text() for t in z.get_legend().get_texts()] == ["acc", "err"]
+    np.testing.assert_allclose(z.lines[0].get_ydata(), [2.0] * 3)  # mean over seeds 0, 1, 2
+    np.testing.assert_allclose(residual.lines[0].get_ydata(), [0.1, 0.2, 0.3])
 
 
 def test_heatmap_layout_prefers_depth_by_method_per_schedule():

@@ -10,9 +10,12 @@ import pytest
 
 from harness.config import OptimConfig, ScheduleConfig
 from harness.data.relatedness import RelatednessConfig
-from harness.driver import execute, hparams, only, single_task
-from harness.train import INIT, build_parts, make_train
-from helpers import small_data, small_run
+from harness.config import single_task
+from harness.run.execute import hparams
+from harness.run.plan import only
+from harness.train import INIT
+from harness.train.update import group_state
+from helpers import execute, plan_of, small_data, small_run, trainer
 
 
 def leaves_equal(a, b) -> bool:
@@ -20,13 +23,7 @@ def leaves_equal(a, b) -> bool:
 
 
 def run_once(run, data, seed=0, hp=None):
-    train = make_train(run, run_tasks(run, data), data.train.x.shape[1], data.train.x.shape[0])
-    return jax.jit(train)(jax.random.key(seed), hp or hparams(run), data)
-
-
-def run_tasks(run, data):
-    source, _ = small_data(run)
-    return source.tasks
+    return jax.jit(trainer(run).train)(jax.random.key(seed), hp or hparams(run), data)
 
 
 @pytest.mark.parametrize("state", ["per_task", "shared"])
@@ -40,17 +37,17 @@ def test_alternate_step_leaves_other_tasks_bit_identical(state):
     )
     source, data = small_data(run)
     out = run_once(run, data)
-    model, _ = build_parts(run, source.tasks, 8)
+    model = plan_of(run).parts.model
     init = model.init(jax.random.fold_in(jax.random.key(0), INIT))
     params, opt = out["final"].params, out["final"].opt
     assert leaves_equal(params["tasks"]["t3"], init["tasks"]["t3"])
     assert all(not leaves_equal(params["tasks"][t], init["tasks"][t]) for t in ("t1", "t2"))
     assert not leaves_equal(params["shared"], init["shared"])
-    untouched = jax.tree.leaves(opt["tasks"]["t3"])
+    untouched = jax.tree.leaves(group_state(opt, "task/t3"))
     assert all(bool(jnp.all(x == 0)) for x in untouched)  # Adam count, mu, nu all still zero
     if state == "per_task":  # the shared layers' moments of t3's optimiser never moved either
-        assert all(bool(jnp.all(x[2] == 0)) for x in jax.tree.leaves(opt["shared"]))
-        assert all(bool(jnp.any(x[0] != 0)) for x in jax.tree.leaves(opt["shared"]))
+        assert all(bool(jnp.all(x[2] == 0)) for x in jax.tree.leaves(group_state(opt, "shared")))
+        assert all(bool(jnp.any(x[0] != 0)) for x in jax.tree.leaves(group_state(opt, "shared")))
 
 
 def test_separate_towers_reproduce_single_task_runs():
@@ -98,7 +95,7 @@ def test_divergence_is_recorded_and_isolated():
     """Two runs batched over the learning rate: the huge one diverges, the other is untouched."""
     run = small_run(optim=OptimConfig(name="sgd", lr=1e-2, momentum=0.0))
     source, data = small_data(run)
-    train = make_train(run, source.tasks, 8, 256)
+    train = trainer(run).train
     hp = hparams(run)
     lrs = {**hp, "optim": {**hp["optim"], "lr": jnp.asarray([1e-2, 1e8], jnp.float32)}}
     keys = jax.vmap(jax.random.key)(jnp.asarray([0, 0], jnp.uint32))
@@ -111,7 +108,7 @@ def test_divergence_is_recorded_and_isolated():
 
 
 def test_gradient_probes_measure_cosine_and_norm():
-    from harness.train import gradient_probes
+    from harness.train.gradients import gradient_probes
 
     G = jnp.asarray([[3.0, 0.0], [0.0, 2.0], [-1.5, 0.0]])
     probes = gradient_probes(G)
@@ -164,10 +161,9 @@ def test_imbalanced_tasks_draw_their_own_batches_and_keep_baselines_fair():
 
 
 def test_proportional_sampling_follows_train_rows():
-    from harness.config import ScheduleConfig
-    from harness.schedules import make_selector
+    from harness.train.schedules import make_selector
 
-    pick = make_selector(ScheduleConfig(name="alternate", sampling="proportional"), (300, 100))
+    pick = make_selector("proportional", (300, 100))
     picks = jax.vmap(lambda k: pick(k, 0))(jax.random.split(jax.random.key(0), 4000))
     assert abs(float(picks[:, 0].mean()) - 0.75) < 0.03
 
@@ -176,7 +172,7 @@ def test_proportional_sampling_follows_train_rows():
 def test_per_task_backwards_equal_the_one_hot_vmap(monkeypatch, method):
     """The two ways of getting per-task gradients (chosen by the task count for speed) train the
     same run: losses, weights, metrics and gradient probes agree to float tolerance."""
-    import harness.train as train_module
+    import harness.train.gradients as train_module
     from harness.methods import METHODS
 
     run = small_run(data=RelatednessConfig(num_tasks=3, input_dim=8, n_train=256, n_val=64, n_test=64),
@@ -248,3 +244,24 @@ def test_regression_metrics_are_in_the_targets_own_units():
     raw = dataclasses.replace(run, train=dataclasses.replace(run.train, standardize_targets=False))
     c, _, _ = execute(raw, source.tasks, scaled, [0])
     assert float(c["train_loss"][0, 0].min()) > 1e3  # without it the loss lives in grams^2
+
+
+def test_method_diagnostics_are_recorded_per_evaluation_window():
+    """FAMO's z = softmax(logits) is averaged over each window into the record's curves: it sums
+    to 1 over the tasks in every window and moves away from uniform; equal records none."""
+    from harness.methods.famo import FAMOConfig
+    from harness.run.write import records
+
+    run = small_run(method=FAMOConfig(), train=dataclasses.replace(small_run().train, steps=40, eval_every=10))
+    source, data = small_data(run)
+    out, _, _ = execute(run, source.tasks, data, [0])
+    common = {"kind": "mtl", "config": {}, "config_hash": "h", "label": "", "task": None,
+              "tasks": ["t1", "t2"], "task_specs": {}}
+    (rec,) = records(run, source.tasks, out, [0], {}, common)
+    z = rec.curves["diagnostics"]
+    assert set(z) == {"z.t1", "z.t2"} and len(z["z.t1"]) == 4
+    np.testing.assert_allclose(np.add(z["z.t1"], z["z.t2"]), 1.0, rtol=1e-5)
+    assert abs(z["z.t1"][-1] - 0.5) > 1e-4
+    plain, _, _ = execute(small_run(), source.tasks, data, [0])
+    (rec,) = records(small_run(), source.tasks, plain, [0], {}, common)
+    assert "diagnostics" not in rec.curves

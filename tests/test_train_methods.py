@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from harness.config import ScheduleConfig
-from harness.driver import execute
 from harness.errors import ConfigError
 from harness.methods.base import METHODS
-from helpers import small_data, small_run
+from helpers import execute, small_data, small_run
 
 RUN = small_run(train=dataclasses.replace(small_run().train, steps=8, eval_every=4))
 SOURCE, DATA = small_data(RUN)

@@ -35,7 +35,7 @@ class Model(NamedTuple):
         records can say what a parameter budget bought; None when a builder does not say.
 
     Every model config dataclass has a `single_task()` method returning the config of one
-    task's own model (its matched single-task baseline), which the driver trains alone.
+    task's own model (its matched single-task baseline), which the planner turns into its baseline.
     """
 
     init: Callable[[jax.Array], Params]

@@ -11,20 +11,26 @@ USAGE = "usage: python -m harness.report <sweep_dir>"
 
 
 def main(argv: list[str]) -> int:
-    """Collect the sweep's records, write its report next to them, print where it went."""
+    """Collect the sweep's records, write its report next to them, print where it went.
+    Records of an unknown schema version are skipped, one line each and their count."""
+    from harness.records import collect, skipped_summary
     from harness.report.write import write_report
-    from harness.results import collect
 
     if len(argv) != 1:
         print(USAGE, file=sys.stderr)
         return 2
     sweep_dir = Path(argv[0])
-    runs = collect(sweep_dir) if sweep_dir.is_dir() else None
+    skipped = []
+    runs = collect(sweep_dir, skipped) if sweep_dir.is_dir() else None
+    for err in skipped:
+        print(f"skipped {err}")
     if runs is None or runs.empty:
         report_error(bad("sweep_dir", str(sweep_dir), "an existing directory of run records"))
     paths = write_report(runs, sweep_dir, title=f"Sweep: {sweep_dir.resolve().name}")
     for name in ("transfer.md", "report.md", "report.html"):
         print(f"{name}: {paths[name]}")
+    if skipped:
+        print(skipped_summary(skipped))
     return 0
 
 

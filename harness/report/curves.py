@@ -1,37 +1,33 @@
 """The records' learning curves and training diagnostics as one long table.
 
-A record's `curves` hold `steps` (the evaluation steps) and, per series, a dict of per-evaluation
-lists: keyed by task ("val", "test", "val_loss", "train_loss", "weights", "grad_norm"), by
-unordered pair "a|b" ("grad_cos", "conflict") or by ordered pair "a>b" ("affinity").
+A record's `curves` (see harness.records.Record) hold `steps` (the evaluation steps) and, per
+series, a dict of per-evaluation lists: keyed by task ("val", "test", "val_loss", "train_loss",
+"weights", "grad_norm"), by unordered pair "a|b" ("grad_cos", "conflict"), by ordered pair "a>b"
+("affinity"), or by a method's diagnostic "<name>.<task>" / "<name>" ("diagnostics").
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
-from harness.results import find_records, read_record
+from harness.records import Record
 
 COLUMNS = ["kind", "config_hash", "seed", "series", "key", "step", "value"]
 
 
-def load_records(sweep_dir: str | os.PathLike) -> list[dict]:
-    """Every complete record of a sweep, with the baselines its runs refer to."""
-    return [rec for rec in map(read_record, find_records(sweep_dir)) if rec]
-
-
-def curve_frame(records: Iterable[dict]) -> pd.DataFrame:
+def curve_frame(records: Iterable[Record | dict]) -> pd.DataFrame:
     """One row per (ok record, series, key, evaluation); columns COLUMNS.
 
-    Diverged and failed runs are left out, as in the transfer table. Missing values (null in
-    JSON) become NaN.
+    Records given as dicts are read through Record.from_dict. Diverged and failed runs are left
+    out, as in the transfer table. Missing values (null in JSON) become NaN.
     """
     parts = []
     for rec in records:
-        curves = rec.get("curves") or {}
-        if rec.get("status") != "ok" or not curves.get("steps"):
+        rec = rec if isinstance(rec, Record) else Record.from_dict(rec)
+        curves = rec.curves
+        if rec.status != "ok" or not curves.get("steps"):
             continue
         steps = np.asarray(curves["steps"])
         for series, per_key in curves.items():
@@ -41,7 +37,7 @@ def curve_frame(records: Iterable[dict]) -> pd.DataFrame:
                 values = np.array([np.nan if v is None else v for v in values], dtype=float)
                 n = min(len(steps), len(values))
                 parts.append(pd.DataFrame({
-                    "kind": rec["kind"], "config_hash": rec["config_hash"], "seed": rec["seed"],
+                    "kind": rec.kind, "config_hash": rec.config_hash, "seed": rec.seed,
                     "series": series, "key": key, "step": steps[:n], "value": values[:n]}))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=float if c in ("step", "value") else object)

@@ -1,6 +1,6 @@
 """Write a sweep's report: tables (parquet, CSV, markdown), figures, report.md and report.html.
 
-Every file goes through `harness.results.atomic_write_bytes`, so a reader never sees a
+Every file goes through `harness.records.atomic_write_bytes`, so a reader never sees a
 half-written file. Figures of report.md live in `figures/`; report.html embeds them.
 """
 from __future__ import annotations
@@ -17,13 +17,14 @@ from harness.analysis import (CONVENTIONS, MIN_SEEDS, format_transfer, to_markdo
 from harness.report import document, html
 from harness.report.affinity import affinity_blocks
 from harness.report.conflict import conflict_blocks
-from harness.report.curves import curve_frame, load_records
+from harness.report.curves import curve_frame
+from harness.report.diagnostics import diagnostics_blocks
 from harness.report.document import Plot, Section, Table
 from harness.report.heatmaps import heatmap_blocks
 from harness.report.learning import learning_blocks
 from harness.report.tradeoff import tradeoff_blocks
 from harness.report.transfer_plot import plot_transfer
-from harness.results import atomic_write_bytes, atomic_write_text
+from harness.records import Record, atomic_write_bytes, atomic_write_text, load_records
 
 
 def _summary(runs: pd.DataFrame, table: pd.DataFrame, split: str) -> str:
@@ -75,6 +76,8 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
               split: str) -> list[Section]:
     transfer = Plot("transfer", plot_transfer(table), "mean r_t per task with its interval",
                     folder="")
+    # Only methods that report diagnostics have them: no section (not even a note) otherwise.
+    diagnostics = diagnostics_blocks(table, curves)
     return [
         Section("Conventions", [CONVENTIONS]),
         Section("Transfer", [
@@ -88,6 +91,7 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
         Section("Trade-off", tradeoff_blocks(table, runs)),
         Section("Gradient conflict", conflict_blocks(table, curves)),
         Section("Task affinity", affinity_blocks(table, curves)),
+        *([Section("Method diagnostics", diagnostics)] if diagnostics else []),
     ]
 
 
@@ -99,11 +103,11 @@ def _parquet(frame: pd.DataFrame) -> bytes:
 
 def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
                  title: str = "Multi-task transfer report", split: str = "test",
-                 records: Sequence[dict] | None = None) -> dict[str, Path]:
+                 records: Sequence[Record | dict] | None = None) -> dict[str, Path]:
     """Write runs.{parquet,csv}, transfer.{parquet,md,png}, figures/*.png, report.md and
     report.html into out_dir.
 
-    `runs` is the runs table of `harness.results.collect`; `records` (default: every record
+    `runs` is the runs table of `harness.records.collect`; `records` (default: every record
     found under out_dir) supply learning curves and diagnostics. Returns the written paths keyed
     by their path relative to out_dir.
     """

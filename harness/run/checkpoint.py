@@ -17,13 +17,15 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from harness.train import Trainer
 
-def run_in_segments(train: Callable, keys, hp, data, data_axis, every_chunks: int, steps: int,
+
+def run_in_segments(train: Trainer, keys, hp, data, data_axis, every_chunks: int, steps: int,
                     directory: Path, progress: Callable[[str], None] | None = None
                     ) -> tuple[dict, float, float]:
     """Like jit(vmap(train))(keys, hp, data), checkpointed every `every_chunks` evaluation windows.
 
-    Returns (outputs, compile seconds, run seconds), "final" among the outputs being the last
+    `train` is the Trainer of the runs. Returns (outputs, compile seconds, run seconds), "final" among the outputs being the last
     training state. The checkpoint directory is removed once the run completes.
     """
     total = train.num_chunks

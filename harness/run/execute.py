@@ -1,4 +1,4 @@
-"""Many runs of one static configuration as one compiled program.
+"""Execute: many runs of one static configuration as one compiled program.
 
 Runs (seeds x jobs that differ only in dynamic values: learning rate, loss weights, method
 coefficients, data correlation...) are flattened along one "runs" axis and trained by
@@ -19,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from harness import teachers
-from harness.checkpoint import run_in_segments
 from harness.config import identity
-from harness.results import config_hash
+from harness.records import config_hash
+from harness.run import teachers
+from harness.run.checkpoint import run_in_segments
+from harness.run.plan import Job, Unit
 from harness.schema import dynamic_names, dynamic_values
 from harness.train import make_train
 
@@ -50,22 +51,20 @@ def _stack(trees: list) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
 
 
-def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
+def execute_units(units: Sequence[Unit], checkpoint_dir: Path | None = None,
                   progress: Callable[[str], None] | None = None) -> tuple[list[dict], float, float]:
     """Train every seed of every unit (all of one static configuration) in one program.
 
-    Each unit has `run`, `tasks`, `data` and `seeds`. Returns one host-side output dict per unit
-    (leading axis: that unit's seeds), the compile seconds and the run seconds. With
-    `train.checkpoint_every` set and a `checkpoint_dir`, the run goes in checkpointed segments.
+    The units' jobs share one program (the parts and settings of the first are used). Returns
+    one host-side output dict per unit (leading axis: that unit's seeds), the compile seconds and
+    the run seconds. With `train.checkpoint_every` set and a `checkpoint_dir`, the run goes in
+    checkpointed segments.
     """
-    run0, tasks, data0 = units[0].run, units[0].tasks, units[0].data
-    rows = getattr(run0.data, "train_rows", None)
-    names = {t.name for t in tasks}
-    task_rows = {n: r for n, r in rows.items() if n in names} if rows else None
-    train = make_train(run0, tasks, data0.train.x.shape[1], data0.train.x.shape[0], task_rows)
+    run0, data0, parts = units[0].run, units[0].data, units[0].job.parts
+    trainer = make_train(parts, units[0].job.settings)
     seeds = [s for u in units for s in u.seeds]
-    shapes = ({n: jax.eval_shape(m.init, jax.random.key(0)) for n, m in train.teachers.items()}
-              if train.teachers is not None else None)
+    shapes = ({n: jax.eval_shape(m.init, jax.random.key(0)) for n, m in parts.teachers.items()}
+              if parts.teachers is not None else None)
     hp = _stack([{**hparams(u.run), **teacher_params(shapes, u, s)} for u in units for s in u.seeds])
     data_keys = {json.dumps(dataclasses.asdict(u.run.data), sort_keys=True) for u in units}
     shared_data = len(data_keys) == 1
@@ -75,10 +74,10 @@ def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
     data_axis = None if shared_data else 0
     every = run0.train.checkpoint_every
     if every and checkpoint_dir is not None:
-        out, compile_s, run_s = run_in_segments(train, keys, hp, data, data_axis, every // run0.train.eval_every,
+        out, compile_s, run_s = run_in_segments(trainer, keys, hp, data, data_axis, every // run0.train.eval_every,
                                                 run0.train.steps, checkpoint_dir, progress)
     else:
-        fn = jax.jit(jax.vmap(lambda k, h, d: train(jax.random.key(k), h, d), in_axes=(0, 0, data_axis)))
+        fn = jax.jit(jax.vmap(lambda k, h, d: trainer.train(jax.random.key(k), h, d), in_axes=(0, 0, data_axis)))
         t0 = time.perf_counter()
         compiled = fn.lower(keys, hp, data).compile()
         t1 = time.perf_counter()
@@ -93,7 +92,14 @@ def execute_units(units: Sequence, checkpoint_dir: Path | None = None,
     return outs, compile_s, run_s
 
 
-def teacher_params(shapes: dict | None, unit, seed: int) -> dict:
+def execute(job: Job, data, seeds: list[int]) -> tuple[dict, float, float]:
+    """Train every seed of one job's own runs as one jit(vmap(train)) program (no records, no
+    teachers); returns host arrays (leading axis: seeds) and the compile and run seconds."""
+    (out,), compile_s, run_s = execute_units([Unit("mtl", job, data, seeds, Path("."), {})])
+    return out, compile_s, run_s
+
+
+def teacher_params(shapes: dict | None, unit: Unit, seed: int) -> dict:
     """{"teachers": task -> parameters} of the same-seed baselines a distilled unit learns from
     (`shapes`: task -> the teacher model's parameter shapes); {} without distillation."""
     if shapes is None:

@@ -1,24 +1,30 @@
-"""Batched sweeps: plan every job of a sweep, group the work by compiled program, run each
-group as one vmap-ed (and device-sharded) program, then hand each job its results.
+"""Sweeps: one job at a time (Hydra's basic and cluster launchers call `run_job` per job), or
+batched: plan every job of a sweep, group the work by compiled program, run each group as one
+vmap-ed (and device-sharded) program, then hand each job its results.
 
-Used by the `batched` Hydra launcher (hydra_plugins/harness_launcher): Hydra still sees one job
-per configuration, with its own directory, `.hydra/` files, callbacks and records.
+The batched path is used by the `batched` Hydra launcher (hydra_plugins/harness_launcher):
+Hydra still sees one job per configuration, with its own directory, `.hydra/` files, callbacks
+and records.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import jax
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from harness.batching import execute_units, static_key
-from harness.config import resolve
-from harness.driver import Unit, plan_job, write_unit
-from harness.results import config_hash
+from harness.config import RunConfig, resolve
+from harness.records import config_hash
+from harness.run.execute import execute_units, static_key
+from harness.run.plan import PLANNED, Unit, plan, planned, units
+from harness.run.write import write_unit
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +56,53 @@ def task_config(cfg: DictConfig) -> DictConfig:
 
 
 def prepare(configs: list[DictConfig]) -> list[Planned]:
-    """Validate every job before anything runs (bad input fails the sweep with no results)."""
+    """Plan and check every job before any data is generated or anything runs (bad input fails
+    the sweep with no results), then list each job's units."""
+    runs = [resolve(task_config(cfg)) for cfg in configs]
+    sources: dict = {}
+    for run in runs:
+        PLANNED.setdefault(repr(run), plan(run, sources))
     jobs = []
-    for cfg in configs:
-        run = resolve(task_config(cfg))
+    for cfg, run in zip(configs, runs):
         sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
         job_dir = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         baseline_dir = Path(run.baseline_dir) if run.baseline_dir else sweep_dir / "baselines"
         label = cfg.hydra.job.override_dirname or run.study
-        jobs.append(Planned(cfg, plan_job(run, job_dir, baseline_dir, label)))
+        jobs.append(Planned(cfg, plan_units(run, job_dir, baseline_dir, label)))
     return jobs
+
+
+def plan_units(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]:
+    """The planned job's units (its data generated), with the compile cache switched on."""
+    job = planned(run)
+    if run.compile_cache:
+        enable_compile_cache(run.compile_cache)
+    return units(job, job_dir, baseline_dir, label)
+
+
+def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Path]:
+    """Train what is missing for one job and write its records; returns the record paths."""
+    written = []
+    for unit in plan_units(run, job_dir, baseline_dir, label):
+        if unit.seeds:
+            (out,), c, r = execute_units([unit], unit.out_dir / f".checkpoint-{unit.common['config_hash']}",
+                                         step_progress())
+            written += write_unit(unit, out, {"compile_s": c, "run_s": r, "batch": len(unit.seeds)})
+    return written
+
+
+def step_progress():
+    """Step progress of checkpointed long runs on an interactive terminal; quiet otherwise."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        return None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def enable_compile_cache(path: str) -> None:
+    """Persist compiled programs on disk; jobs that differ only in dynamic values or data reuse them."""
+    jax.config.update("jax_compilation_cache_dir", str(Path(path).resolve()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def groups(jobs: list[Planned], max_batch: int) -> list[list[Unit]]:

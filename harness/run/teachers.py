@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from harness.results import atomic_write_bytes
+from harness.records import atomic_write_bytes
 
 
 def params_path(run_dir: Path, seed: int) -> Path:

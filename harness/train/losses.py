@@ -1,4 +1,5 @@
-"""Per-task loss and metric, chosen by the task's kind (never by its name)."""
+"""Per-task loss and metric, chosen by the task's kind (never by its name); regression
+target scaling; the knowledge-distillation term; and the (T,) task losses of one forward pass."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -55,11 +56,6 @@ def metric(spec: TaskSpec, out: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean((out - y) ** 2)
 
 
-def score(spec: TaskSpec, value: jax.Array) -> jax.Array:
-    """The metric oriented so that higher is better."""
-    return -value if spec.lower_is_better else value
-
-
 def distillation(spec: TaskSpec, out: jax.Array, teacher: jax.Array, temperature: jax.Array) -> jax.Array:
     """Distance of a student's outputs from a teacher's on the same inputs (Hinton, Vinyals and
     Dean 2015, "Distilling the Knowledge in a Neural Network").
@@ -80,3 +76,34 @@ def distilled(spec: TaskSpec, out: jax.Array, y: jax.Array, teacher: jax.Array, 
               temperature: jax.Array) -> jax.Array:
     """(1 - weight) * loss + weight * distillation: a task's training loss under distillation."""
     return (1.0 - weight) * loss(spec, out, y) + weight * distillation(spec, out, teacher, temperature)
+
+
+class Teaching(NamedTuple):
+    """Knowledge distillation on one step: the teachers' outputs on the step's batch (per task, in
+    the rows the task's loss reads) and the dynamic weight and temperature."""
+
+    outputs: dict[str, jax.Array]
+    weight: jax.Array
+    temperature: jax.Array
+
+
+def task_losses(heads, tasks: tuple[TaskSpec, ...], blocks: bool = False):
+    """(task_params, z, y, teaching=None) -> (T,) losses, for `heads(task_params, z)` (a model's
+    heads). With `blocks`, the rows of z come in T blocks, one per task's own batch, and each
+    task's loss reads only its block. With `teaching`, each loss is (1 - weight) * its loss +
+    weight * its distillation term."""
+    def one(t, out, y, teaching):
+        if teaching is None:
+            return loss(t, out, y[t.name])
+        return distilled(t, out, y[t.name], teaching.outputs[t.name], teaching.weight, teaching.temperature)
+
+    def heads_losses(task_params, z, y, teaching=None):
+        if not blocks:
+            out = heads(task_params, z)
+            return jnp.stack([one(t, out[t.name], y, teaching) for t in tasks])
+        size = y[tasks[0].name].shape[0]
+        return jnp.stack([
+            one(t, heads(task_params, jax.tree.map(lambda a: a[i * size:(i + 1) * size], z))[t.name], y, teaching)
+            for i, t in enumerate(tasks)])
+
+    return heads_losses

@@ -6,16 +6,25 @@ while each group's Adam bias correction counts its own updates.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from harness.config import OptimConfig
+
+class Optimizer(NamedTuple):
+    """The static choices of the optimiser (the config's `optim` group without its dynamic
+    values, which arrive in `hparams`: lr, weight_decay)."""
+
+    name: str = "adam"  # adam | adamw | sgd
+    momentum: float = 0.9  # sgd only
+    lr_schedule: str = "constant"  # constant | cosine | warmup_cosine
+    warmup_steps: int = 0
+    clip_norm: float | None = None
 
 
-def make_direction(cfg: OptimConfig, hp: dict[str, jax.Array]) -> optax.GradientTransformation:
+def make_direction(cfg: Optimizer, hp: dict[str, jax.Array]) -> optax.GradientTransformation:
     """adam / adamw / sgd(momentum) up to the final scaling by -lr (as in optax.adam etc.)."""
     if cfg.name == "sgd":
         return optax.trace(decay=cfg.momentum) if cfg.momentum > 0 else optax.identity()
@@ -25,7 +34,7 @@ def make_direction(cfg: OptimConfig, hp: dict[str, jax.Array]) -> optax.Gradient
     return adam
 
 
-def make_learning_rate(cfg: OptimConfig, hp: dict[str, jax.Array], steps: int) -> Callable[[jax.Array], jax.Array]:
+def make_learning_rate(cfg: Optimizer, hp: dict[str, jax.Array], steps: int) -> Callable[[jax.Array], jax.Array]:
     """step -> learning rate; the peak value `hp["lr"]` is dynamic."""
     lr = hp["lr"]
     if cfg.lr_schedule == "cosine":

@@ -2,7 +2,7 @@
 (No `from __future__ import annotations` here: Hydra executes plugin modules outside
 sys.modules, where string annotations break dataclasses.)
 
-The work lives in harness.launch; this class adapts it to Hydra's Launcher interface: every job
+The work lives in harness.run.sweep; this class adapts it to Hydra's Launcher interface: every job
 still gets its directory, `.hydra/` files, callbacks and records through Hydra's run_job.
 """
 
@@ -49,8 +49,7 @@ class BatchedLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from harness.cli import report_error
         from harness.errors import ConfigError
-        from harness.driver import step_progress
-        from harness.launch import execute, prepare
+        from harness.run.sweep import execute, prepare, step_progress
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)

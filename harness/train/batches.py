@@ -1,0 +1,58 @@
+"""The batch of a step, and the distillation teachers' outputs on it.
+
+Every key derives from the run key by the step (and the task), so a task sees the same batches
+alone or among other tasks, and a run cut into pieces is the same run.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from harness.data.base import Dataset
+from harness.models.base import Model
+from harness.models.layers import task_tag
+from harness.train.losses import Teaching
+
+
+def make_draw(tasks: Sequence[str], batch_size: int, train_size: int,
+              task_rows: dict[str, int] | None) -> Callable:
+    """(data, key, step) -> (x, y).
+
+    task_rows None: one batch of `batch_size` rows for all tasks. Otherwise each task draws its
+    own batch from its first task_rows[t] rows (default: all) with its own key stream, and x
+    stacks the T batches in task order (the losses read their own block)."""
+    names = list(tasks)
+    B = batch_size
+    if task_rows is None:
+        def draw(data: Dataset, key: jax.Array, step):
+            idx = jax.random.randint(jax.random.fold_in(key, step), (B,), 0, train_size)
+            return data.train.x[idx], {n: data.train.y[n][idx] for n in names}
+        return draw
+    rows = [task_rows.get(n, train_size) for n in names]
+
+    def draw_blocks(data: Dataset, key: jax.Array, step):
+        step_key = jax.random.fold_in(key, step)
+        idx = {n: jax.random.randint(jax.random.fold_in(step_key, task_tag(n)), (B,), 0, r)
+               for n, r in zip(names, rows)}
+        return jnp.concatenate([data.train.x[idx[n]] for n in names]), {n: data.train.y[n][idx[n]] for n in names}
+    return draw_blocks
+
+
+def make_teaching(teachers: dict[str, Model] | None, tasks: Sequence[str], batch_size: int,
+                  blocks: bool) -> Callable[[dict, jax.Array], Teaching | None]:
+    """(hparams, x) -> the teachers' outputs on the rows each task's loss reads (constants to
+    the student), with the dynamic weight and temperature; None without teachers."""
+    names, B = list(tasks), batch_size
+
+    def teaching(hp: dict, x: jax.Array) -> Teaching | None:
+        if teachers is None:
+            return None
+        outputs = {}
+        for i, n in enumerate(names):
+            rows = x[i * B:(i + 1) * B] if blocks else x
+            outputs[n] = jax.lax.stop_gradient(teachers[n].apply(hp["teachers"][n], rows)[n])
+        return Teaching(outputs, hp["distill"]["weight"], hp["distill"]["temperature"])
+
+    return teaching
