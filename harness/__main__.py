@@ -44,3 +44,6 @@ if __name__ == "__main__":
     check_overrides(sys.argv[1:], conf)
     check_jobs(sys.argv[1:], conf)
     main()
+    from harness.run.sweep import report_failures
+
+    sys.exit(report_failures())

@@ -7,6 +7,7 @@ conf/<group>/ extends its schema (`- /schema/<group>/<name>@_here_`) and is type
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -162,8 +163,28 @@ def _positive(key: str, value) -> None:
         raise bad(key, value, "a number > 0")
 
 
+def _finite(key: str, value) -> None:
+    """Every number of a config is finite: no field means anything by NaN or inf (a NaN lr or an
+    inf weight would only produce a run that diverges at its first step)."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _finite(f"{key}.{f.name}" if key else f.name, getattr(value, f.name))
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _finite(f"{key}.{name}", item)
+    elif isinstance(value, (list, tuple)):
+        if any(isinstance(v, float) and not math.isfinite(v) for v in value):
+            raise bad(key, list(value), "finite numbers")
+        for item in value:
+            if dataclasses.is_dataclass(item) or isinstance(item, dict):
+                _finite(key, item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise bad(key, value, "a finite number")
+
+
 def validate(run: RunConfig) -> None:
     """Check everything that does not need the data; raises ConfigError (one line)."""
+    _finite("", run)
     for key, value in (("seeds", run.seeds), ("train.steps", run.train.steps),
                        ("train.batch_size", run.train.batch_size),
                        ("train.eval_every", run.train.eval_every), ("optim.lr", run.optim.lr)):
@@ -182,6 +203,8 @@ def validate(run: RunConfig) -> None:
     _choice("schedule.optimizer_state", run.schedule.optimizer_state, OPTIMIZER_STATES)
     _choice("optim.name", run.optim.name, OPTIMIZERS)
     _choice("optim.lr_schedule", run.optim.lr_schedule, LR_SCHEDULES)
+    if not 0.0 <= run.optim.momentum < 1.0:
+        raise bad("optim.momentum", run.optim.momentum, "a number in [0, 1)")
     if run.optim.weight_decay < 0:
         raise bad("optim.weight_decay", run.optim.weight_decay, "a number >= 0")
     if run.optim.warmup_steps < 0 or run.optim.warmup_steps >= run.train.steps:

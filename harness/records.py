@@ -52,8 +52,38 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+# JSON has no NaN or infinity (Python writes `NaN` tokens other parsers refuse): a non-finite
+# number is written as {"$float": "nan" | "inf" | "-inf"} and read back as that float.
+NON_FINITE = "$float"
+
+
+def strict(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by its explicit encoding (arrays as lists)."""
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        obj = obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {NON_FINITE: repr(obj)}
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def _decode(obj: dict) -> Any:
+    if len(obj) == 1 and NON_FINITE in obj:
+        return float(obj[NON_FINITE])
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=_jsonable))
+    """Strict JSON (non-finite numbers encoded, see NON_FINITE), written atomically."""
+    atomic_write_text(path, json.dumps(strict(obj), indent=1, sort_keys=True, allow_nan=False))
+
+
+def read_json(text: str) -> Any:
+    """The inverse of write_json's encoding (plain JSON, and `NaN` tokens of older files, too)."""
+    return json.loads(text, object_hook=_decode)
 
 
 def _jsonable(obj):
@@ -75,7 +105,7 @@ def record_path(run_dir: Path, seed: int) -> Path:
 def read_record(path: Path) -> dict | None:
     """A record file's raw JSON, or None when it is missing or not valid JSON."""
     try:
-        return json.loads(Path(path).read_text())
+        return read_json(Path(path).read_text())
     except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
@@ -346,10 +376,11 @@ def collect(sweep_dir: Path, skipped: list[UnknownVersion] | None = None) -> pd.
 
 def existing_seeds(run_dir: Path, config_hash_: str, seeds: Iterable[int]) -> list[int]:
     """Seeds whose record already exists for this exact configuration (of any version: a run
-    is not repeated over a record a newer harness wrote)."""
+    is not repeated over a record a newer harness wrote). A failed record does not count: its
+    run is retried (a diverged one is a result and is kept)."""
     done = []
     for s in seeds:
         rec = read_record(record_path(run_dir, s))
-        if isinstance(rec, dict) and rec.get("config_hash") == config_hash_:
+        if isinstance(rec, dict) and rec.get("config_hash") == config_hash_ and rec.get("status") != "failed":
             done.append(s)
     return done

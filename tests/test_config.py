@@ -75,6 +75,14 @@ BAD = [
     (["distill.enabled=true", "baselines=false"], "baselines"),
     (["schedule.draw_from=[t1,t2]"], "schedule.draw_from"),
     (["schedule=alternate", "schedule.draw_from=[t1]"], "schedule.draw_from"),
+    # NaN and inf are refused wherever a number is meant (each would only diverge)
+    (["optim.lr=inf"], "optim.lr=inf"),
+    (["optim=adamw", "optim.weight_decay=nan"], "optim.weight_decay=nan"),
+    (["method=static", "method.weights=[inf,1.0]"], "method.weights"),
+    (["data.noise=inf"], "data.noise=inf"),
+    (["optim=sgd", "optim.momentum=nan"], "optim.momentum"),
+    (["optim=sgd", "optim.momentum=-5"], "optim.momentum=-5"),
+    (["optim=sgd", "optim.momentum=1.5"], "optim.momentum=1.5"),
 ]
 
 
@@ -94,6 +102,21 @@ def test_a_valid_job_writes_one_record_per_seed_and_baseline(tmp_path):
     assert len(mtl) == 2 and len(stl) == 4 and len(paths) == 6
     again = job(tmp_path, [])  # same config: every record exists, nothing is retrained
     assert again == []
+
+
+def test_a_failed_run_is_retried_and_a_diverged_one_kept(tmp_path):
+    """A failed record (e.g. a transient out-of-memory) does not count as done on a re-run; a
+    diverged one is a result and stays."""
+    import json
+
+    job(tmp_path, [])
+    failed, diverged = (tmp_path / "job" / "runs" / f"seed_{s}.json" for s in (0, 1))
+    for path, status in ((failed, "failed"), (diverged, "diverged")):
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "status": status}))
+    assert job(tmp_path, []) == [failed]
+    assert json.loads(failed.read_text())["status"] == "ok"
+    assert json.loads(diverged.read_text())["status"] == "diverged"
 
 
 def test_baselines_are_shared_between_configurations(tmp_path):

@@ -45,7 +45,7 @@ def test_groups_follow_the_program_and_the_size_cap(tmp_path):
     assert groups.index(mtl[0]) > max(groups.index(g) for g in groups if g[0].kind == "stl")
 
 
-def test_a_failing_group_is_recorded_and_the_others_finish(tmp_path, monkeypatch):
+def test_a_failing_group_is_recorded_and_the_others_finish(tmp_path, monkeypatch, capsys):
     points = [["model.shared_depth=1"], ["model.shared_depth=2"]]
     jobs = launch.prepare(sweep_configs(tmp_path, points))
     real = launch.execute_units
@@ -64,6 +64,10 @@ def test_a_failing_group_is_recorded_and_the_others_finish(tmp_path, monkeypatch
     assert status == {(1, 0): "ok", (1, 1): "ok", (2, 0): "failed", (2, 1): "failed"}
     failed = [r for r in recs if r["status"] == "failed"]
     assert all("device lost" in r["error"] for r in failed)
+    # the command lists the failed unit and exits 1 (its records are retried on a re-run)
+    assert len(launch.FAILED) == 1 and "model.shared_depth=2" in launch.FAILED[0]
+    assert launch.report_failures() == 1
+    assert "device lost" in capsys.readouterr().err
 
 
 def test_batched_launcher_end_to_end(tmp_path):

@@ -108,3 +108,22 @@ def test_collect_skips_an_unknown_version_with_one_line_and_a_count(tmp_path):
     assert any(line.startswith("table:") for line in lines) and (sweep / "transfer.md").exists()
     runs = collect(sweep)
     assert sorted(zip(runs["kind"], runs["seed"])) == [("mtl", 0), ("mtl", 1), ("stl", 0), ("stl", 1)]
+
+
+def test_records_are_strict_json_and_non_finite_numbers_read_back_exactly(tmp_path):
+    """A diverged run's curves hold NaN and inf: the file is JSON any parser reads (no NaN
+    tokens), and loading gives the same floats back."""
+    import math
+
+    rec = make(status="diverged", curves={"steps": [10, 20], "train_loss": {"t1": [0.5, float("nan")],
+                                                                            "t2": [float("inf"), -float("inf")]}})
+    path = tmp_path / "seed_0.json"
+    write_record(path, rec)
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    json.loads(path.read_text(), parse_constant=refuse)  # strict JSON
+    back = load_record(path).curves["train_loss"]
+    assert back["t1"][0] == 0.5 and math.isnan(back["t1"][1])
+    assert back["t2"] == [float("inf"), -float("inf")]

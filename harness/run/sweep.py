@@ -28,6 +28,10 @@ from harness.run.write import write_unit
 
 log = logging.getLogger(__name__)
 
+# Runs of the last batched sweep whose group failed, one line each (their records say "failed";
+# a re-run retries them): `python -m harness` lists them at the end and exits 1.
+FAILED: list[str] = []
+
 
 @dataclass
 class Planned:
@@ -105,6 +109,16 @@ def enable_compile_cache(path: str) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def report_failures() -> int:
+    """Print the failed runs of the last batched sweep, one line each; the exit status (1 if
+    any failed, else 0)."""
+    for line in FAILED:
+        print(f"failed: {line}", file=sys.stderr)
+    if FAILED:
+        print(f"{len(FAILED)} failed unit(s): re-run the same command to retry them", file=sys.stderr)
+    return 1 if FAILED else 0
+
+
 def groups(jobs: list[Planned], max_batch: int) -> list[list[Unit]]:
     """Units to train, one list per compiled program, at most `max_batch` runs each.
     A baseline shared by several jobs is trained once."""
@@ -146,6 +160,7 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
     """
     owner = {id(u): job for job in jobs for u in job.units}
     todo = groups(jobs, max_batch)
+    FAILED.clear()
     # Distilled groups read their teachers' parameters, so on a cluster they are submitted only
     # once every baseline group has finished; everything else is submitted at once.
     pending, later = {}, []
@@ -165,6 +180,8 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
         except Exception as err:  # a broken group must not take the sweep down
             timing = {"compile_s": None, "run_s": None, "batch": runs, "group_units": len(group)}
             results = [(None, timing, f"{type(err).__name__}: {err}")] * len(group)
+            FAILED.extend(f"{u.common['label']} (seeds {', '.join(map(str, u.seeds))}): {results[0][2]}"
+                          for u in group)
         for unit, result in zip(group, results):
             if unit.kind == "stl":
                 write_unit(unit, *result)
