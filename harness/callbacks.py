@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 def finish(out_dir: Path, title: str) -> None:
     """Collect every record under out_dir, write the tables and report, say where they went.
 
-    Records of a schema version this harness does not read are skipped: one line each, and
-    their count at the end.
+    Files that are not readable records (an unknown schema version, empty, truncated, foreign)
+    are skipped: one line each, their count at the end and in the report's header.
     """
     from harness.records import collect, skipped_summary
     from harness.report import write_report
@@ -24,7 +24,7 @@ def finish(out_dir: Path, title: str) -> None:
     if runs.empty or not (runs["kind"] == "mtl").any():
         print(f"no multi-task runs under {out_dir}: nothing to tabulate")
     else:
-        paths = write_report(runs, out_dir, title=title)
+        paths = write_report(runs, out_dir, title=title, skipped=len(skipped))
         print(f"table:  {paths.get('transfer.md', out_dir)}")
         print(f"report: {paths.get('report.md', out_dir)}")
         print(f"html:   {paths.get('report.html', out_dir)}")

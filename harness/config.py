@@ -18,7 +18,7 @@ import harness.data  # noqa: F401  (fills DATASETS)
 import harness.methods  # noqa: F401  (fills METHODS)
 import harness.models  # noqa: F401  (fills MODELS)
 from harness.data.base import DATASETS
-from harness.errors import bad
+from harness.errors import ConfigError, bad
 from harness.methods.base import METHODS
 from harness.methods.equal import EqualConfig
 from harness.models.base import MODELS
@@ -241,8 +241,25 @@ def single_task(run: RunConfig, task: str, tasks: list[str] | None = None) -> Ru
         method=EqualConfig(), schedule=schedule, distill=DistillConfig())
 
 
+def _unknown_keys(node: DictConfig, prefix: str = "") -> None:
+    """Every key of a schema-typed node is a field of its schema. Hydra adds `+optim.lrr=0.1`
+    to the composed config and the conversion to dataclasses drops it without a word, so a typo
+    would run the default configuration under a name that says otherwise."""
+    schema = OmegaConf.get_type(node)
+    fields = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if fields is not None and key not in fields:
+            raise ConfigError(f"{path}={node[key]}: not a key of {schema.__name__} "
+                              f"(its keys: {', '.join(sorted(fields))})")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _unknown_keys(child, f"{path}.")
+
+
 def resolve(cfg: DictConfig) -> RunConfig:
     """DictConfig from Hydra -> validated RunConfig of dataclass objects."""
+    _unknown_keys(cfg)
     obj = OmegaConf.to_object(cfg)
     run = RunConfig(
         data=obj.data, model=obj.model, method=obj.method, schedule=obj.schedule, optim=obj.optim,

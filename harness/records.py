@@ -206,6 +206,10 @@ class Record:
         missing = [k for k in _REQUIRED if k not in d]
         if missing:
             raise RecordError(f"not a run record: missing {', '.join(missing)}")
+        metrics, specs = d["metrics"], d["task_specs"]
+        if not (isinstance(metrics, dict) and all(isinstance(metrics.get(s), dict) for s in ("val", "test"))
+                and isinstance(specs, dict) and all(isinstance(v, dict) for v in specs.values())):
+            raise RecordError("not a run record: metrics needs val and test tables, task_specs one spec per task")
         values = {}
         for f in dataclasses.fields(cls):
             value = d.get(f.name)
@@ -230,14 +234,18 @@ def write_record(path: Path, rec: Record) -> None:
 
 
 def load_record(path: Path) -> Record | None:
-    """The record at `path`; None when the file is missing or not valid JSON.
+    """The record at `path`; None when the file is missing.
 
     Raises UnknownVersion (a record of a version this harness does not read) or RecordError
-    (valid JSON that is not a record), each naming the path.
+    (an empty, truncated or non-UTF-8 file, or JSON that is not a record), each naming the path.
     """
-    raw = read_record(path)
-    if raw is None:
+    try:
+        raw = read_json(Path(path).read_text())
+    except FileNotFoundError:
         return None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = "empty" if isinstance(err, json.JSONDecodeError) and not err.doc.strip() else "not valid JSON"
+        raise RecordError(f"{reason} (a truncated or foreign file)", Path(path)) from None
     try:
         return Record.from_dict(raw)
     except UnknownVersion as err:
@@ -334,17 +342,18 @@ def find_records(sweep_dir: Path) -> list[Path]:
     return sorted({p.resolve() for p in paths})
 
 
-def load_records(sweep_dir: Path, skipped: list[UnknownVersion] | None = None) -> list[Record]:
+def load_records(sweep_dir: Path, skipped: list[RecordError] | None = None) -> list[Record]:
     """Every complete record of a sweep, with the baselines its runs refer to.
 
-    Records of an unknown schema version are left out; each one's UnknownVersion (with .path and
-    .version) is appended to `skipped` when given. A file that is not a record raises RecordError.
+    Files that are not readable records (unknown schema version, empty, truncated, foreign) are
+    left out; each one's RecordError (UnknownVersion for a version; .path names the file) is
+    appended to `skipped` when given.
     """
     records = []
     for path in find_records(sweep_dir):
         try:
             rec = load_record(path)
-        except UnknownVersion as err:
+        except RecordError as err:
             if skipped is not None:
                 skipped.append(err)
             continue
@@ -353,18 +362,21 @@ def load_records(sweep_dir: Path, skipped: list[UnknownVersion] | None = None) -
     return records
 
 
-def skipped_summary(skipped: Sequence[UnknownVersion]) -> str:
-    """The closing line of a collection that skipped records of unknown versions."""
+def skipped_summary(skipped: Sequence[RecordError]) -> str:
+    """The closing line of a collection that skipped files: how many, and why."""
     n = len(skipped)
+    versions = sum(isinstance(err, UnknownVersion) for err in skipped)
     known = ", ".join(map(str, KNOWN_VERSIONS))
-    return (f"skipped {n} record{'' if n == 1 else 's'} of an unknown schema version "
-            f"(this harness reads {known})")
+    parts = ([f"{versions} of an unknown schema version (this harness reads {known})"] if versions else [])
+    if n - versions:
+        parts.append(f"{n - versions} unreadable (empty, truncated or not a record)")
+    return f"skipped {n} record file{'' if n == 1 else 's'}: {'; '.join(parts)}"
 
 
-def collect(sweep_dir: Path, skipped: list[UnknownVersion] | None = None) -> pd.DataFrame:
+def collect(sweep_dir: Path, skipped: list[RecordError] | None = None) -> pd.DataFrame:
     """All runs of a sweep (also one that died midway) as a DataFrame, one row per run.
 
-    Records of an unknown schema version are left out and appended to `skipped` (see
+    Files that are not readable records are left out and appended to `skipped` (see
     load_records).
     """
     rows = [record_row(rec) for rec in load_records(sweep_dir, skipped)]

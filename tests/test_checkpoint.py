@@ -38,4 +38,9 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_final_metrics
     for key in ("val", "test", "train_loss"):
         np.testing.assert_allclose(out[key], whole[0][key], rtol=1e-6)
     np.testing.assert_array_equal(out["diverged_at"], whole[0]["diverged_at"])
-    assert not (tmp_path / "ckpt").exists()  # removed once the run completed
+    # Kept until the caller has written the records: a run killed in between is not trained
+    # again, its last save already holds the end.
+    again = []
+    (out,), _, _ = execute_units([unit], tmp_path / "ckpt", again.append)
+    assert again == []
+    np.testing.assert_allclose(out["test"], whole[0]["test"], rtol=1e-6)

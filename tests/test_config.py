@@ -83,6 +83,11 @@ BAD = [
     (["optim=sgd", "optim.momentum=nan"], "optim.momentum"),
     (["optim=sgd", "optim.momentum=-5"], "optim.momentum=-5"),
     (["optim=sgd", "optim.momentum=1.5"], "optim.momentum=1.5"),
+    # a misspelt key added with `+` (Hydra's own hint) is refused, not dropped
+    (["+optim.lrr=0.1"], "optim.lrr=0.1: not a key of OptimConfig"),
+    (["+train.stepz=10"], "train.stepz=10: not a key of TrainConfig"),
+    (["+model.foo=1"], "model.foo=1: not a key of HardConfig"),
+    (["+foo=1"], "foo=1: not a key of Config"),
 ]
 
 

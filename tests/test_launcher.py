@@ -70,6 +70,37 @@ def test_a_failing_group_is_recorded_and_the_others_finish(tmp_path, monkeypatch
     assert "device lost" in capsys.readouterr().err
 
 
+def test_a_sweep_killed_after_a_group_keeps_its_records_and_trains_only_the_rest(tmp_path, monkeypatch):
+    """Records are written as each group finishes: a kill during the second multi-task group
+    leaves the first group's records whole, and the re-run trains only what is missing."""
+    points = [["model.shared_depth=1"], ["model.shared_depth=2"]]
+    real, trained = launch.execute_units, []
+
+    def killed_at_depth_2(units, *args):
+        if units[0].kind == "mtl" and units[0].run.model.shared_depth == 2:
+            raise KeyboardInterrupt  # as a kill: nothing after this point runs
+        trained.append((units[0].kind, units[0].run.model.shared_depth))
+        return real(units, *args)
+
+    monkeypatch.setattr(launch, "execute_units", killed_at_depth_2)
+    with pytest.raises(KeyboardInterrupt):
+        launch.execute(launch.prepare(sweep_configs(tmp_path, points)), max_batch=64)
+    kept = {p.relative_to(tmp_path) for p in tmp_path.rglob("runs/seed_*.json")}
+    assert len(kept) == 2 and all("model.shared_depth=1" in str(p) for p in kept)
+
+    def counted(units, *args):
+        trained.append((units[0].kind, units[0].run.model.shared_depth))
+        return real(units, *args)
+
+    monkeypatch.setattr(launch, "execute_units", counted)
+    trained.clear()
+    launch.execute(launch.prepare(sweep_configs(tmp_path, points)), max_batch=64)
+    assert trained == [("mtl", 2)]  # baselines and depth 1 are not trained again
+    recs = [json.loads(p.read_text()) for p in tmp_path.rglob("runs/seed_*.json")]
+    keys = [(r["config_hash"], r["seed"]) for r in recs]
+    assert len(keys) == len(set(keys)) == 4 and all(r["status"] == "ok" for r in recs)
+
+
 def test_batched_launcher_end_to_end(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=batched", "optim.lr=0.001,0.01", "data.correlation=0,1", *SMALL,

@@ -85,27 +85,38 @@ def test_an_unknown_version_is_flagged_and_skipped(tmp_path):
 def test_missing_and_malformed_files(tmp_path):
     assert load_record(tmp_path / "seed_0.json") is None
     (tmp_path / "seed_1.json").write_text("{half")
-    assert load_record(tmp_path / "seed_1.json") is None
+    with pytest.raises(RecordError, match="seed_1.json: not valid JSON"):
+        load_record(tmp_path / "seed_1.json")
     write_json(tmp_path / "seed_2.json", {"kind": "mtl"})
     with pytest.raises(RecordError, match="seed_2.json: not a run record: missing config, "):
         load_record(tmp_path / "seed_2.json")
 
 
-def test_collect_skips_an_unknown_version_with_one_line_and_a_count(tmp_path):
+def test_collect_skips_unknown_versions_and_unreadable_files_with_one_line_each_and_a_count(tmp_path):
     sweep = tmp_path / "sweep"
     for seed in range(2):
         write_record(sweep / "joint" / "runs" / f"seed_{seed}.json", make(seed=seed))
         write_record(sweep / "baselines" / "stlhash" / f"seed_{seed}.json", make("stl", seed=seed))
     future = sweep / "other" / "runs" / "seed_0.json"
     write_json(future, {**make().to_dict(), "schema_version": 99, "new_field": 1})
+    foreign = sweep / "foreign" / "runs"
+    foreign.mkdir(parents=True)
+    (foreign / "seed_0.json").write_text(json.dumps(make().to_dict())[:200])  # truncated
+    (foreign / "seed_1.json").write_text("")  # empty
+    (foreign / "seed_2.json").write_text("[1, 2]")  # JSON, not a record
+    (foreign / "seed_3.json").write_bytes(b"\xff\xfe\x00")  # not UTF-8
+    (foreign / "seed_4.json").write_text(json.dumps({**make().to_dict(), "metrics": {}}))  # no tables
     res = subprocess.run([sys.executable, "-m", "harness.collect", str(sweep)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stdout + res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0] == f"skipped {future.resolve()}: schema_version 99 is unknown (this harness reads 1, 2)"
-    assert lines[-1] == "skipped 1 record of an unknown schema version (this harness reads 1, 2)"
+    assert f"skipped {future.resolve()}: schema_version 99 is unknown (this harness reads 1, 2)" in lines
+    assert sum(line.startswith(f"skipped {foreign.resolve()}") for line in lines) == 5
+    assert lines[-1] == ("skipped 6 record files: 1 of an unknown schema version (this harness reads 1, 2); "
+                         "5 unreadable (empty, truncated or not a record)")
     assert any(line.startswith("table:") for line in lines) and (sweep / "transfer.md").exists()
+    assert "6 record files were skipped" in (sweep / "report.md").read_text()
     runs = collect(sweep)
     assert sorted(zip(runs["kind"], runs["seed"])) == [("mtl", 0), ("mtl", 1), ("stl", 0), ("stl", 1)]
 

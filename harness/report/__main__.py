@@ -12,7 +12,7 @@ USAGE = "usage: python -m harness.report <sweep_dir>"
 
 def main(argv: list[str]) -> int:
     """Collect the sweep's records, write its report next to them, print where it went.
-    Records of an unknown schema version are skipped, one line each and their count."""
+    Files that are not readable records are skipped, one line each and their count."""
     from harness.records import collect, skipped_summary
     from harness.report.write import write_report
 
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         print(f"skipped {err}")
     if runs is None or runs.empty:
         report_error(bad("sweep_dir", str(sweep_dir), "an existing directory of run records"))
-    paths = write_report(runs, sweep_dir, title=f"Sweep: {sweep_dir.resolve().name}")
+    paths = write_report(runs, sweep_dir, title=f"Sweep: {sweep_dir.resolve().name}", skipped=len(skipped))
     for name in ("transfer.md", "report.md", "report.html"):
         print(f"{name}: {paths[name]}")
     if skipped:

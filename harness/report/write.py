@@ -103,12 +103,13 @@ def _parquet(frame: pd.DataFrame) -> bytes:
 
 def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
                  title: str = "Multi-task transfer report", split: str = "test",
-                 records: Sequence[Record | dict] | None = None) -> dict[str, Path]:
+                 records: Sequence[Record | dict] | None = None, skipped: int = 0) -> dict[str, Path]:
     """Write runs.{parquet,csv}, transfer.{parquet,md,png}, figures/*.png, report.md and
     report.html into out_dir.
 
     `runs` is the runs table of `harness.records.collect`; `records` (default: every record
-    found under out_dir) supply learning curves and diagnostics. Returns the written paths keyed
+    found under out_dir) supply learning curves and diagnostics; `skipped` counts the record files
+    collect could not read (said in the report's header). Returns the written paths keyed
     by their path relative to out_dir.
     """
     out = Path(out_dir)
@@ -118,6 +119,9 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
     sections = _sections(runs, table, curves, split)
     figures = document.plots(sections)
     intro = [_summary(runs, table, split), *_underpowered_warning(table), *_baseline_warning(table)]
+    if skipped:
+        intro.append(f"{skipped} record file{' was' if skipped == 1 else 's were'} skipped (unreadable, or of "
+                     "a schema version this harness does not read); `python -m harness.collect` lists them.")
     files = {
         "runs.parquet": _parquet(runs), "runs.csv": runs.to_csv(index=False).encode(),
         "transfer.parquet": _parquet(table),

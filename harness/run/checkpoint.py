@@ -8,7 +8,6 @@ Progress ("step s/S") is reported between segments, never from inside the compil
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,8 +24,9 @@ def run_in_segments(train: Trainer, keys, hp, data, data_axis, every_chunks: int
                     ) -> tuple[dict, float, float]:
     """Like jit(vmap(train))(keys, hp, data), checkpointed every `every_chunks` evaluation windows.
 
-    `train` is the Trainer of the runs. Returns (outputs, compile seconds, run seconds), "final" among the outputs being the last
-    training state. The checkpoint directory is removed once the run completes.
+    `train` is the Trainer of the runs. Returns (outputs, compile seconds, run seconds), "final"
+    among the outputs being the last training state. The caller removes the checkpoint directory once the run's records are on
+    disk (a kill before that resumes from the last segment instead of training again).
     """
     total = train.num_chunks
     vinit = jax.jit(jax.vmap(lambda k, h: train.init(jax.random.key(k), h)))
@@ -61,5 +61,4 @@ def run_in_segments(train: Trainer, keys, hp, data, data_axis, every_chunks: int
                            "diverged_at": np.asarray(jax.device_get(state["carry"].diverged_at)),
                            "final": jax.device_get(state["carry"])}
     manager.close()
-    shutil.rmtree(directory, ignore_errors=True)
     return out, compile_s, run_s

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,11 +43,11 @@ class Planned:
     results: dict[int, tuple] = field(default_factory=dict)  # id(unit) -> (out, timing, error)
 
     def write(self, _cfg: DictConfig) -> None:
-        """Hydra's task function for this job: write the job's own records."""
+        """Hydra's task function for this job (its directory, `.hydra/` and log); its records
+        were written as its group finished."""
         for unit in self.units:
             if unit.kind == "mtl" and id(unit) in self.results:
-                out, timing, error = self.results[id(unit)]
-                write_unit(unit, out, timing, error)
+                _, _, error = self.results[id(unit)]
                 if error:
                     log.error(f"{unit.common['label']}: group failed: {error}")
 
@@ -89,9 +90,10 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
     written = []
     for unit in plan_units(run, job_dir, baseline_dir, label):
         if unit.seeds:
-            (out,), c, r = execute_units([unit], unit.out_dir / f".checkpoint-{unit.common['config_hash']}",
-                                         step_progress())
+            saves = unit.out_dir / f".checkpoint-{unit.common['config_hash']}"
+            (out,), c, r = execute_units([unit], saves, step_progress())
             written += write_unit(unit, out, {"compile_s": c, "run_s": r, "batch": len(unit.seeds)})
+            shutil.rmtree(saves, ignore_errors=True)  # only once the records are on disk
     return written
 
 
@@ -144,10 +146,15 @@ def groups(jobs: list[Planned], max_batch: int) -> list[list[Unit]]:
     return sorted(chunks, key=lambda c: c[0].kind != "stl")
 
 
+def checkpoint_dir(group: list[Unit]) -> Path:
+    """Where a group's checkpoints go (when train.checkpoint_every is set)."""
+    token = config_hash([[u.common["config_hash"], u.seeds] for u in group])
+    return group[0].out_dir / f".checkpoint-{token}"
+
+
 def run_group(group: list[Unit], progress: Callable[[str], None] | None = None):
     """One group as one program (in this process, or in a submitit job)."""
-    token = config_hash([[u.common["config_hash"], u.seeds] for u in group])
-    return execute_units(group, group[0].out_dir / f".checkpoint-{token}", progress)
+    return execute_units(group, checkpoint_dir(group), progress)
 
 
 def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None] | None = None,
@@ -182,10 +189,12 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
             results = [(None, timing, f"{type(err).__name__}: {err}")] * len(group)
             FAILED.extend(f"{u.common['label']} (seeds {', '.join(map(str, u.seeds))}): {results[0][2]}"
                           for u in group)
+        # Every record of the group is written as the group finishes (a kill later loses only
+        # the groups in flight); only then does its checkpoint go.
         for unit, result in zip(group, results):
-            if unit.kind == "stl":
-                write_unit(unit, *result)
+            write_unit(unit, *result)
             owner[id(unit)].results[id(unit)] = result
+        shutil.rmtree(checkpoint_dir(group), ignore_errors=True)
         if progress:
             elapsed = time.perf_counter() - start
             progress(f"group {n}/{len(todo)} ({runs} runs) done; elapsed {elapsed:.0f} s, "
