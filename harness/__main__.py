@@ -43,7 +43,12 @@ if __name__ == "__main__":
     conf = Path(__file__).resolve().parents[1] / "conf"
     check_overrides(sys.argv[1:], conf)
     check_jobs(sys.argv[1:], conf)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: every record written so far is whole (atomic writes)
+        print("interrupted: the records written so far are kept; run the same command again to "
+              "train the rest", file=sys.stderr)
+        sys.exit(130)
     from harness.run.sweep import report_failures
 
     sys.exit(report_failures())

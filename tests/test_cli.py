@@ -131,3 +131,27 @@ def test_sweep_killed_midway_resumes_without_duplicates_or_half_written_records(
     assert (runs["status"] == "ok").all()
     for p in sweep.rglob("seed_*.json"):
         json.loads(p.read_text())  # every record is whole
+
+
+def test_ctrl_c_ends_with_one_line_and_exit_130_and_a_rerun_finishes(tmp_path):
+    """SIGINT once the first record is on disk: one line saying what was kept, exit 130, no
+    traceback; the same command again finishes the sweep."""
+    import signal
+    import time
+
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "harness", "-m", "model.shared_depth=0,1,2,3", "seeds=1", "train.steps=400",
+            "train.eval_every=100", "data.n_train=64", "compile_cache=null", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list(sweep.rglob("seed_*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the sweep finished before the interrupt arrived")
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.strip()][-1].startswith("interrupted: the records written")
+    rerun = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(sweep.rglob("runs/seed_*.json"))) == 4
