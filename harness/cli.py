@@ -46,8 +46,8 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
     An unknown key or a value of the wrong type, which Hydra reports over several lines, and an
     invalid value in any job of a sweep, become one line and exit status 2 before any job runs:
     with Hydra's basic launcher a later bad job would otherwise fail after the earlier ones had
-    written their records. Command lines with other flags (--cfg, --help, -cd ...)
-    are left to Hydra.
+    written their records. `-cn/--config-name` picks another primary config of conf/; command
+    lines with other flags (--cfg, --help, -cd ...) are left to Hydra.
     """
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -60,22 +60,23 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
     from harness.run.plan import PLANNED, plan
     from harness.errors import ConfigError
 
-    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+    name, rest = config_name(args)
+    if name is None:
         return
-    overrides = [a for a in args if not a.startswith("-")]
+    overrides = [a for a in rest if not a.startswith("-")]
     parser = OverridesParser.create()
     with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
         try:
             parsed = parser.parse_overrides(overrides)
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-            base = compose("config", overrides=fixed, return_hydra_config=True)
+            base = compose(name, overrides=fixed, return_hydra_config=True)
             points = [overrides]
             if "-m" in args or "--multirun" in args or base.hydra.mode == RunMode.MULTIRUN:
                 declared = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
                 points = BasicSweeper.split_arguments(parser.parse_overrides(declared + overrides), None)[0]
             sources: dict = {}
             for point in points:
-                run = resolve(compose("config", overrides=point))
+                run = resolve(compose(name, overrides=point))
                 PLANNED.setdefault(repr(run), plan(run, sources))
         except (ConfigCompositionException, OverrideParseException) as err:
             report_error(composition_error(err, overrides))
@@ -83,6 +84,22 @@ def check_jobs(args: list[str], conf_dir: Path) -> None:
             report_error(composition_error(err, overrides, cause=err))
         except ConfigError as err:
             report_error(err)
+
+
+def config_name(args: list[str]) -> tuple[str | None, list[str]]:
+    """(primary config name, the other arguments) of a command line; None when it holds a flag
+    the up-front check leaves to Hydra (anything but -m/--multirun and -cn/--config-name)."""
+    name, rest, it = "config", [], iter(args)
+    for a in it:
+        if a in ("-cn", "--config-name"):
+            name = next(it, None)
+        elif a.startswith("--config-name="):
+            name = a.split("=", 1)[1]
+        elif a.startswith("-") and a not in ("-m", "--multirun"):
+            return None, args
+        else:
+            rest.append(a)
+    return name, rest
 
 
 def composition_error(err: Exception, overrides: list[str], cause: Exception | None = None) -> str:

@@ -37,6 +37,9 @@ def records(root: Path) -> dict[str, dict]:
     # 7 does not divide train.steps=20: the trainer's own check, made before job 0 trains
     (["-m", "train.eval_every=10,7"], "train.eval_every=7"),
     (["-m", "hydra/launcher=batched", "train.eval_every=10,7"], "train.eval_every=7"),
+    # naming the primary config no longer turns the up-front check off
+    (["-cn", "config", "-m", "train.eval_every=10,7"], "train.eval_every=7"),
+    (["--config-name=config", "+optim.lrr=0.1"], "optim.lrr=0.1: not a key of OptimConfig"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, args, key):
     overridden = {a.split("=", 1)[0] for a in args}
