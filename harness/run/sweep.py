@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from harness.config import RunConfig, resolve
 from harness.records import config_hash
 from harness.run.execute import execute_units, static_key
-from harness.run.plan import PLANNED, Unit, plan, planned, units
+from harness.run.plan import PLANNED, Job, Unit, plan, planned, units
 from harness.run.write import write_unit
 
 log = logging.getLogger(__name__)
@@ -65,21 +65,23 @@ def prepare(configs: list[DictConfig]) -> list[Planned]:
     the sweep with no results), then list each job's units."""
     runs = [resolve(task_config(cfg)) for cfg in configs]
     sources: dict = {}
-    for run in runs:
-        PLANNED.setdefault(repr(run), plan(run, sources))
+    # The command line's up-front check planned these jobs already (harness.cli.check_jobs):
+    # plan only those it did not see.
+    planned_jobs = [PLANNED.get(repr(run)) or plan(run, sources) for run in runs]
     jobs = []
-    for cfg, run in zip(configs, runs):
+    for cfg, run, job in zip(configs, runs, planned_jobs):
         sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
         job_dir = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         baseline_dir = Path(run.baseline_dir) if run.baseline_dir else sweep_dir / "baselines"
         label = cfg.hydra.job.override_dirname or run.study
-        jobs.append(Planned(cfg, plan_units(run, job_dir, baseline_dir, label)))
+        jobs.append(Planned(cfg, plan_units(run, job_dir, baseline_dir, label, job)))
     return jobs
 
 
-def plan_units(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]:
-    """The planned job's units (its data generated), with the compile cache switched on."""
-    job = planned(run)
+def plan_units(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str, job: Job | None = None) -> list[Unit]:
+    """The job's units (its data generated), with the compile cache switched on; `job`: its plan
+    (default: the command line's, or planned now)."""
+    job = job or planned(run)
     if run.compile_cache:
         enable_compile_cache(run.compile_cache)
     return units(job, job_dir, baseline_dir, label)
