@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.config import RunConfig, resolve
 from harness.records import config_hash
+from harness.run import memory
 from harness.run.execute import execute_units, static_key
 from harness.run.plan import PLANNED, Job, Unit, plan, planned, units
 from harness.run.write import write_unit
@@ -124,8 +125,8 @@ def report_failures() -> int:
 
 
 def groups(jobs: list[Planned], max_batch: int) -> list[list[Unit]]:
-    """Units to train, one list per compiled program, at most `max_batch` runs each.
-    A baseline shared by several jobs is trained once."""
+    """Units to train, one list per compiled program, at most `max_batch` runs each and no more
+    than fit the device's memory. A baseline shared by several jobs is trained once."""
     seen, by_program = set(), {}
     for job in jobs:
         for unit in job.units:
@@ -134,11 +135,15 @@ def groups(jobs: list[Planned], max_batch: int) -> list[list[Unit]]:
             seen.add(unit.out_dir)
             key = (unit.kind, static_key(unit.run, [t.name for t in unit.tasks]))
             by_program.setdefault(key, []).append(unit)
-    chunks = []
+    chunks, device = [], memory.device_memory()
     for units in by_program.values():
+        # No more runs in one program than the device holds (each job's seeds alone fit: the
+        # planner checked them).
+        est = units[0].job.memory
+        cap = max_batch if est is None else min(max_batch, max(1, memory.fits(est, device[0]) * device[1]))
         chunk, size = [], 0
         for unit in units:
-            if chunk and size + len(unit.seeds) > max_batch:
+            if chunk and size + len(unit.seeds) > cap:
                 chunks.append(chunk)
                 chunk, size = [], 0
             chunk.append(unit)
