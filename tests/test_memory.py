@@ -13,7 +13,7 @@ from harness.run import memory
 from harness.run.execute import _stack, hparams
 from harness.run.plan import data_shapes, plan
 from harness.train import make_train
-from tests.helpers import small_run
+from helpers import small_run
 
 
 def xla_bytes(job, runs: int) -> int:
@@ -66,7 +66,7 @@ def test_the_planner_refuses_absurd_widths_before_building_anything():
 
 
 def test_batched_groups_hold_no_more_runs_than_fit(tmp_path, monkeypatch):
-    from tests.test_launcher import sweep_configs
+    from test_launcher import sweep_configs
     from harness.run import sweep
 
     jobs = sweep.prepare(sweep_configs(tmp_path, [[f"optim.lr={lr}"] for lr in (0.001, 0.01, 0.1)]))
