@@ -138,3 +138,16 @@ def test_records_are_strict_json_and_non_finite_numbers_read_back_exactly(tmp_pa
     back = load_record(path).curves["train_loss"]
     assert back["t1"][0] == 0.5 and math.isnan(back["t1"][1])
     assert back["t2"] == [float("inf"), -float("inf")]
+
+
+@pytest.mark.parametrize("module", ["harness.collect", "harness.report"])
+def test_collect_and_report_agree_on_a_directory_without_records(tmp_path, capsys, module):
+    import importlib
+
+    (tmp_path / "notes.txt").write_text("no records here")
+    main = importlib.import_module(f"{module}.__main__" if module == "harness.report" else module).main
+    with pytest.raises(SystemExit) as ended:
+        main([str(tmp_path)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert ended.value.code == 2 and len(lines) == 1 and "it has none" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
