@@ -1,4 +1,5 @@
-"""`python -m harness [overrides]`: one training job, or a sweep with -m.
+"""`mtl-harness [overrides]` or `python -m harness [overrides]`: one training job, or a sweep
+with -m.
 
 With no arguments it runs the default study (experiment=default). Bad input exits with status 2
 and one line: the key, the bad value and what is allowed.
@@ -19,7 +20,12 @@ from harness.errors import ConfigError
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# An absolute path: Hydra would resolve a relative one against the package when the console
+# command (a module entry point) starts it, and conf/ lives beside the package, not inside it.
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
@@ -36,7 +42,8 @@ def main(cfg: DictConfig) -> None:
         report_error(err)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`mtl-harness [overrides]` (the console command) and `python -m harness [overrides]`."""
     if len(sys.argv) == 1:
         print("no overrides given: running the default study (experiment=default)")
         sys.argv.append("experiment=default")
@@ -50,3 +57,7 @@ if __name__ == "__main__":
     from harness.run.sweep import report_failures
 
     sys.exit(report_failures())
+
+
+if __name__ == "__main__":
+    cli()

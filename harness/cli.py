@@ -56,7 +56,8 @@ def make_hydra(args, main_file: Path):
     from hydra._internal.utils import create_automatic_config_search_path
     from hydra.core.config_search_path import SearchPathQuery
 
-    search_path = create_automatic_config_search_path(str(main_file), None, args.config_path or "../conf")
+    primary = args.config_path or str(main_file.parents[1] / "conf")
+    search_path = create_automatic_config_search_path(str(main_file), None, primary)
     if args.config_dir is not None:
         search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
                             anchor=SearchPathQuery(provider="schema"))

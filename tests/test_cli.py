@@ -139,3 +139,20 @@ def test_ctrl_c_ends_with_one_line_and_exit_130_and_a_rerun_finishes(tmp_path):
     rerun = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert len(list(sweep.rglob("runs/seed_*.json"))) == 4
+
+
+def test_the_console_command_runs_with_its_help_and_shell_completion(tmp_path):
+    """`mtl-harness` (installed by the README's pip install) finds the configs from any
+    directory, explains itself in --help, and completes groups and options in bash."""
+    import os
+
+    command = Path(sys.executable).parent / "mtl-harness"
+    assert command.exists(), "pip install -e . installs the console command"
+    shown = subprocess.run([str(command), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "no arguments: the default study" in shown.stdout
+    assert "method: aligned_mtl, cagrad" in shown.stdout
+    env = {**os.environ, "COMP_LINE": "mtl-harness method=pc"}
+    completed = subprocess.run([str(command), "-sc", "query=bash"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.stdout.split() == ["method=pcgrad"]
+    assert not list(tmp_path.iterdir())

@@ -113,6 +113,9 @@ def test_batched_launcher_end_to_end(tmp_path):
     recs = [json.loads(p.read_text()) for j in jobs for p in (j / "runs").glob("seed_*.json")]
     assert len(recs) == 8 and all(r["status"] == "ok" for r in recs)
     assert {r["timing"]["batch"] for r in recs} == {8}  # 4 jobs x 2 seeds: one program
+    # not a terminal: progress goes to the log, one line per group with elapsed time and ETA
+    progress = [line for line in (res.stdout + res.stderr).splitlines() if "runs) done; elapsed" in line]
+    assert len(progress) == 3 and "group 3/3 (8 runs)" in progress[-1] and "ETA 0 s" in progress[-1]
     table = pd.read_parquet(sweep / "transfer.parquet")
     assert len(table) == 4 * 2
 

@@ -102,11 +102,13 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
     return written
 
 
-def step_progress():
-    """Step progress of checkpointed long runs on an interactive terminal; quiet otherwise."""
-    if not sys.stderr.isatty() or os.environ.get("CI"):
-        return None
-    return lambda line: print(line, file=sys.stderr, flush=True)
+def step_progress() -> Callable[[str], None]:
+    """Where progress lines go (a finished group of a batched sweep with its elapsed time and
+    ETA, a checkpoint segment's step): straight to an interactive terminal; otherwise (nohup,
+    SLURM logs, CI) to the log, which Hydra writes to the console and to the job's log file."""
+    if sys.stderr.isatty() and not os.environ.get("CI"):
+        return lambda line: print(line, file=sys.stderr, flush=True)
+    return log.info
 
 
 def enable_compile_cache(path: str) -> None:
