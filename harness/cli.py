@@ -108,17 +108,24 @@ def check_jobs(argv: list[str], main_file: Path) -> None:
     if args.help or args.hydra_help or args.info is not None or args.shell_completion:
         return
     overrides = args.overrides
-    check_overrides(overrides, config_dirs(args, main_file))
     hydra, name, parser = make_hydra(args, main_file), args.config_name or "config", OverridesParser.create()
     try:
         parsed = parser.parse_overrides(overrides)
+        check_overrides(overrides, config_dirs(args, main_file) + searchpath_dirs(parsed))
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         base = hydra.compose_config(name, fixed, RunMode.MULTIRUN, validate_sweep_overrides=False)
         multirun = args.multirun or base.hydra.mode == RunMode.MULTIRUN
         points = [overrides]
         if multirun:
             declared = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
-            points = BasicSweeper.split_arguments(parser.parse_overrides(declared + overrides), None)[0]
+            if base.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+                # A sampling sweeper (optuna, ...) picks the points as it goes: check the fixed
+                # part here; each trial's job is checked as it is planned.
+                points = [fixed]
+            else:
+                sweeps = parser.parse_overrides(declared + overrides)
+                check_basic_sweeps(sweeps)
+                points = BasicSweeper.split_arguments(sweeps, None)[0]
         sources: dict = {}
         for point in points:
             run = resolve(task_config(hydra.compose_config(name, point, RunMode.RUN)))
@@ -133,6 +140,31 @@ def check_jobs(argv: list[str], main_file: Path) -> None:
         report_error(composition_error(err, overrides))
     except ConfigError as err:
         report_error(err)
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def check_basic_sweeps(overrides) -> None:
+    """Hydra's basic sweeper takes lists, range() and choice() (tagged or not); interval() needs
+    a sampling sweeper. Raises ConfigError."""
+    from hydra.core.override_parser.types import IntervalSweep
+    from harness.errors import bad
+
+    for o in overrides:
+        if o.is_sweep_override() and isinstance(o.value(), IntervalSweep):
+            raise bad(o.get_key_element(), o.input_line.split("=", 1)[1],
+                      "a list, range() or choice() under the basic sweeper; interval() needs a "
+                      "sampling sweeper such as hydra/sweeper=optuna")
+
+
+def searchpath_dirs(overrides) -> list[Path]:
+    """The config directories a `hydra.searchpath=[...]` override adds (file:// or plain paths)."""
+    dirs = []
+    for o in overrides:
+        if o.get_key_element() == "hydra.searchpath" and isinstance(o.value(), list):
+            dirs += [Path(str(v).removeprefix("file://")) for v in o.value() if "://" not in str(v).replace("file://", "")]
+    return dirs
 
 
 def check_writable(directory: str, key: str) -> None:

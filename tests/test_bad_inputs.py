@@ -93,10 +93,19 @@ CASES = [  # (arguments, what the one line must contain); {inputs}: the test's i
     (FILES + ["data.x_key=features"], "data.x_key='features': a key of the file; it has X, cls, reg (in data.path="),
     (["data=files", "data.path={inputs}/huge_labels.npz", "+data.targets={cls: classification}"],
      "memory: "),
+    # sweep syntax the basic sweeper cannot run
+    (["-m", "optim.lr=interval(1e-4,1e-2)"], "optim.lr='interval(1e-4,1e-2)': a list, range() or choice()"),
+    # a user's config dir, given by -cd or hydra.searchpath: its options count, others do not
+    (["-cd", "{inputs}/conf", "experiment=nope"], "experiment='nope': one of architectures"),
+    (["hydra.searchpath=[file://{inputs}/conf]", "experiment=mine", "optim.lr=-1"], "optim.lr=-1"),
     # where the results would go
     (["hydra.run.dir={inputs}/a_file/run"], "hydra.run.dir="),
     (["-m", "hydra.sweep.dir={inputs}/a_file/sweep"], "hydra.sweep.dir="),
 ]
+
+
+# A user's own experiment, kept outside the package's conf/.
+MINE = "# @package _global_\nstudy: mine\nseeds: 1\ntrain:\n  steps: 20\n  eval_every: 10\n"
 
 
 def write_inputs(inputs: Path) -> None:
@@ -107,6 +116,8 @@ def write_inputs(inputs: Path) -> None:
     np.savez(inputs / "huge_labels.npz", X=x, cls=np.r_[np.zeros(ROWS - 1, int), 10**9])
     (inputs / "text.npz").write_text("not an archive")
     (inputs / "a_file").write_text("a file where a directory would have to be")
+    (inputs / "conf" / "experiment").mkdir(parents=True)
+    (inputs / "conf" / "experiment" / "mine.yaml").write_text(MINE)
 
 
 def files_under(root: Path) -> set[Path]:
@@ -150,6 +161,20 @@ def test_a_read_only_output_directory_is_one_line(tmp_path, monkeypatch, capsys)
     code, lines = cli(SMALL + [f"hydra.run.dir={locked}/run"], monkeypatch, capsys)
     assert code == 2 and len(lines) == 1 and "is not writable" in lines[0]
     assert not list(locked.iterdir())
+
+
+@pytest.mark.parametrize("where", ["-cd", "hydra.searchpath"])
+def test_an_experiment_in_the_users_own_config_dir_is_checked_and_composed(tmp_path, monkeypatch, capsys, where):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    write_inputs(inputs)
+    monkeypatch.chdir(tmp_path)
+    search = ["-cd", str(inputs / "conf")] if where == "-cd" else [f"hydra.searchpath=[file://{inputs}/conf]"]
+    monkeypatch.setattr(sys, "argv", ["harness", *search, "experiment=mine", "--cfg", "job"])
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_module("harness.__main__", run_name="__main__", alter_sys=False)
+    assert ended.value.code in (0, None)
+    assert "study: mine" in capsys.readouterr().out
 
 
 def test_a_valid_command_line_gets_past_the_check(tmp_path, monkeypatch, capsys):
