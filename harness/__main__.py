@@ -6,6 +6,7 @@ and one line: the key, the bad value and what is allowed.
 """
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from omegaconf import DictConfig
 
 from harness.cli import check_jobs, report_error
 from harness.config import register_configs, resolve
-from harness.errors import ConfigError
+from harness.errors import ConfigError, Incompatible
+
+log = logging.getLogger(__name__)
 
 register_configs()
 
@@ -38,6 +41,10 @@ def main(cfg: DictConfig) -> None:
         baseline_dir = Path(run.baseline_dir) if run.baseline_dir else root / "baselines"
         label = hc.job.override_dirname or run.study
         run_job(run, job_dir, baseline_dir, label)
+    except Incompatible as err:
+        if not run.skip_incompatible:
+            report_error(err)
+        log.warning(f"skipped (incompatible): {label}: {err}")  # listed by the up-front check too
     except ConfigError as err:
         report_error(err)
 

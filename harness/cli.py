@@ -100,7 +100,7 @@ def check_jobs(argv: list[str], main_file: Path) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from harness.config import resolve
-    from harness.errors import ConfigError
+    from harness.errors import ConfigError, Incompatible
     from harness.run.plan import PLANNED, plan
     from harness.run.sweep import task_config
 
@@ -127,10 +127,21 @@ def check_jobs(argv: list[str], main_file: Path) -> None:
                 check_basic_sweeps(sweeps)
                 points = BasicSweeper.split_arguments(sweeps, None)[0]
         sources: dict = {}
+        skipped = []
         for point in points:
             run = resolve(task_config(hydra.compose_config(name, point, RunMode.RUN)))
-            if not args.cfg:
+            if args.cfg:
+                continue
+            try:
                 PLANNED.setdefault(repr(run), plan(run, sources))
+            except Incompatible as err:
+                if not run.skip_incompatible:
+                    raise
+                skipped.append(f"skipped (incompatible): {','.join(point)}: {err}")
+        if skipped and len(skipped) == len(points):
+            raise ConfigError(f"skip_incompatible=true: every job is incompatible ({skipped[0]})")
+        for line in skipped:
+            print(line, file=sys.stderr)
         if not args.cfg:
             key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
             check_writable(str(base.hydra.sweep.dir if multirun else base.hydra.run.dir), key)

@@ -105,6 +105,9 @@ class Config:
     study: str = "adhoc"
     # JAX's persistent compilation cache: re-running a study does not recompile. null = off.
     compile_cache: Optional[str] = ".cache/jax"
+    # In a sweep, skip the jobs whose parts refuse each other (a method that does not work with
+    # the schedule), one line each, and run the rest; false refuses the whole sweep up front.
+    skip_incompatible: bool = False
 
 
 def register_configs() -> None:
@@ -134,10 +137,11 @@ class RunConfig:
     study: str
     compile_cache: Optional[str]
     distill: DistillConfig = field(default_factory=DistillConfig)
+    skip_incompatible: bool = False
 
 
 # Fields that say where or how many, not what: excluded from a configuration's identity.
-NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache")
+NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache", "skip_incompatible")
 
 
 def identity(run: RunConfig) -> dict[str, Any]:
@@ -265,7 +269,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
         data=obj.data, model=obj.model, method=obj.method, schedule=obj.schedule, optim=obj.optim,
         train=obj.train, seeds=obj.seeds, seed=obj.seed, baselines=obj.baselines,
         baseline_dir=obj.baseline_dir, study=obj.study, compile_cache=obj.compile_cache,
-        distill=obj.distill,
+        distill=obj.distill, skip_incompatible=obj.skip_incompatible,
     )
     validate(run)
     return run

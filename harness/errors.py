@@ -8,3 +8,8 @@ class ConfigError(ValueError):
 def bad(key: str, value, allowed: str) -> ConfigError:
     """Build the canonical one-line message `key=value: allowed`."""
     return ConfigError(f"{key}={value!r}: {allowed}")
+
+
+class Incompatible(ConfigError):
+    """Parts of one configuration that refuse each other (e.g. a method and a schedule). With
+    `skip_incompatible=true` a sweep skips such a job instead of refusing the sweep."""

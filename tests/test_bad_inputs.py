@@ -78,6 +78,9 @@ CASES = [  # (arguments, what the one line must contain); {inputs}: the test's i
     (["-m", "hydra/launcher=batched", "train.eval_every=10,7"], "train.eval_every=7"),
     (["-cn", "config", "-m", "train.eval_every=10,7"], "train.eval_every=7"),
     (["experiment=default", "distill.enabled=true", "distill.weight=2"], "distill.weight=2.0"),
+    # parts that refuse each other, in a sweep without skip_incompatible=true
+    (["-m", "method=equal,pcgrad", "schedule=alternate"], "method='pcgrad': works with schedule joint"),
+    (["-m", "method=pcgrad", "schedule=alternate", "skip_incompatible=true"], "every job is incompatible"),
     # sizes that cannot fit the device: refused before compiling, naming the keys behind them
     (["model.width=100000000"], "model.width=100000000"),
     (["-m", "model.width=32,100000000"], "model.width=100000000"),

@@ -168,3 +168,22 @@ def test_launcher_configs_compose(launcher):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
+
+
+def test_incompatible_jobs_are_skipped_when_asked_and_the_rest_run(tmp_path, monkeypatch):
+    """skip_incompatible=true: a job whose method refuses its schedule is listed and skipped
+    (batched: no units; basic launcher: one log line, no records), the others run."""
+    from harness.run.sweep import prepare
+
+    configs = sweep_configs(tmp_path, [["method=equal", "schedule=alternate", "skip_incompatible=true"],
+                                       ["method=pcgrad", "schedule=alternate", "skip_incompatible=true"]])
+    jobs = prepare(configs)
+    assert [bool(j.units) for j in jobs] == [True, False]
+
+    res = run_cli(["-m", "method=equal,pcgrad", "schedule=alternate", "skip_incompatible=true", *SMALL,
+                   f"hydra.sweep.dir={tmp_path / 'basic'}"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    listed = [line for line in res.stderr.splitlines() if line.startswith("skipped (incompatible)")]
+    assert len(listed) == 1 and "method=pcgrad" in listed[0]
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "basic").rglob("runs/seed_*.json")]
+    assert {r["config"]["method"]["name"] for r in recs} == {"equal"} and len(recs) == 2

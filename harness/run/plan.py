@@ -27,7 +27,7 @@ import numpy as np
 
 from harness.config import RunConfig, identity, single_task
 from harness.data.base import DATASETS, DataSource, Dataset, Split, select_tasks
-from harness.errors import bad
+from harness.errors import Incompatible, bad
 from harness.methods.base import METHODS
 from harness.models.base import MODELS
 from harness.records import config_hash, environment, existing_seeds
@@ -116,9 +116,10 @@ def make_parts(run: RunConfig, tasks, input_dim: int, train_size: int, teachers=
     model = MODELS.get(run.model.name).build(run.model, tasks, input_dim)
     method = METHODS.get(run.method.name).build(run.method, tasks)
     if run.schedule.name not in method.schedules:
-        raise bad("method", run.method.name,
-                  f"works with schedule {' or '.join(method.schedules)}, not {run.schedule.name} "
-                  "(its docstring says why)")
+        raise Incompatible(bad("method", run.method.name,
+                               f"works with schedule {' or '.join(method.schedules)}, not "
+                               f"{run.schedule.name} (its docstring says why; skip_incompatible=true "
+                               "skips such jobs of a sweep)"))
     names = [t.name for t in tasks]
     draw = list(run.schedule.draw_from or names)
     rows = getattr(run.data, "train_rows", None) or {}
@@ -209,7 +210,7 @@ def units(job: Job, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]
         h = hashes[name] = config_hash(identity(stl.run))
         out_dir = baseline_dir / h
         (spec,) = stl.parts.tasks
-        common = {"kind": "stl", "config": dataclasses.asdict(stl.run), "config_hash": h,
+        common = {"kind": "stl", "config": recorded_config(stl.run), "config_hash": h,
                   "label": f"stl:{name}", "task": name, "tasks": [name], **env,
                   "task_specs": {name: dataclasses.asdict(spec)}, "param_count": param_count(stl.parts.model)}
         # A distilled job also needs its teachers' parameters (a baseline from before they were
@@ -218,13 +219,21 @@ def units(job: Job, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]
                                out_dir, common))
     h = config_hash(identity(run))
     runs_dir = job_dir / "runs"
-    common = {"kind": "mtl", "config": dataclasses.asdict(run), "config_hash": h, "label": label,
+    common = {"kind": "mtl", "config": recorded_config(run), "config_hash": h, "label": label,
               "task": None, "tasks": [t.name for t in tasks], "baselines": hashes,
               "baseline_dir": _relative(baseline_dir, runs_dir), **env, "param_count": param_count(job.parts.model),
               "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
     teachers = {t: baseline_dir / h_ for t, h_ in hashes.items()} if run.distill.enabled else None
     todo_units.append(Unit("mtl", job, data, todo(runs_dir, h, seeds), runs_dir, common, teachers))
     return todo_units
+
+
+def recorded_config(run: RunConfig) -> dict:
+    """The config a record keeps: everything but how the sweep treats other jobs
+    (skip_incompatible), which says nothing about this run."""
+    d = dataclasses.asdict(run)
+    d.pop("skip_incompatible")
+    return d
 
 
 def todo(out_dir: Path, h: str, seeds: list[int], need_params: bool = False) -> list[int]:

@@ -23,6 +23,7 @@ import jax
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.config import RunConfig, resolve
+from harness.errors import Incompatible
 from harness.records import config_hash
 from harness.run import memory
 from harness.run.checkpoint import claimed
@@ -70,9 +71,16 @@ def prepare(configs: list[DictConfig]) -> list[Planned]:
     sources: dict = {}
     # The command line's up-front check planned these jobs already (harness.cli.check_jobs):
     # plan only those it did not see.
-    planned_jobs = [PLANNED.get(repr(run)) or plan(run, sources) for run in runs]
     jobs = []
-    for cfg, run, job in zip(configs, runs, planned_jobs):
+    for cfg, run in zip(configs, runs):
+        try:
+            job = PLANNED.get(repr(run)) or plan(run, sources)
+        except Incompatible as err:
+            if not run.skip_incompatible:
+                raise
+            log.warning(f"skipped (incompatible): {cfg.hydra.job.override_dirname}: {err}")
+            jobs.append(Planned(cfg, []))  # its directory and .hydra/, but nothing to train
+            continue
         sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
         job_dir = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         baseline_dir = Path(run.baseline_dir) if run.baseline_dir else sweep_dir / "baselines"
