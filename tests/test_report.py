@@ -417,3 +417,31 @@ def test_a_long_configuration_label_keeps_the_plot_laid_out():
         assert Plot("transfer", fig, "").png.startswith(PNG)
     tick = fig.axes[0].get_xticklabels()[0].get_text()
     assert tick.count("\n") == 5 and tick.endswith("...")
+
+
+def test_latex_table_escapes_marks_verdicts_and_states_the_conventions():
+    from harness.report.latex import to_latex
+
+    table = transfer_table(make_runs(grid(schedules=("joint",), correlations=(0.5,), methods=("equal", "pcgrad"))))
+    text = to_latex(table)
+    body = text[text.index(r"\midrule") + len(r"\midrule"):text.index(r"\bottomrule")].strip().splitlines()
+    header = text[text.index(r"\toprule") + len(r"\toprule"):text.index(r"\midrule")].strip()
+    columns = header.count("&") + 1
+    assert len(body) == len(table) and all(line.count("&") == columns - 1 for line in body)
+    assert r"shared\_depth" in header and r"$\Delta_m$" in header and "metric" in header
+    assert r"mse $\downarrow$" in text and r"accuracy $\uparrow$" in text
+    verdicts = set(table["verdict"])
+    assert ("positive" in verdicts) == (r"\textbf{positive $\uparrow$}" in text)
+    assert ("negative" in verdicts) == (r"\textit{negative $\downarrow$}" in text)
+    # every % is escaped (a bare one would comment out the rest of the line) and braces balance
+    assert not re.search(r"(?<!\\)%", text) and text.count("{") - text.count(r"\{") == text.count("}") - text.count(r"\}")
+    assert "Holm-corrected" in text and r"\usepackage" not in text
+
+
+def test_collect_writes_the_latex_table_on_request(tmp_path, capsys):
+    from harness.collect import main as collect_main
+
+    sweep = make_sweep(tmp_path / "sweep")
+    collect_main([str(sweep), "--latex"])
+    assert (sweep / "transfer.tex").read_text().startswith(r"\begin{table*}")
+    assert f"latex:  {sweep / 'transfer.tex'}" in capsys.readouterr().out
