@@ -1,4 +1,5 @@
-"""data=table (CSV and parquet files): encoding with train statistics only, missing values and labels, splits, and one-line errors."""
+"""data=table (CSV and parquet files) and data=penguins (the table bundled with palmerpenguins):
+encoding with train statistics only, missing values and labels, splits, and one-line errors."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.data import table
+from harness.data import penguins, table
 from harness.data.labels import MISSING
 from harness.errors import ConfigError
 
@@ -156,6 +157,22 @@ def test_missing_packages_name_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
     with pytest.raises(ConfigError, match=r'^data\.path=.*t\.parquet.*pyarrow: pip install -e "\.\[datasets\]"$'):
         table.build(table.TableConfig(path=path, targets=TARGETS))
+    monkeypatch.setitem(sys.modules, "palmerpenguins", None)
+    with pytest.raises(ConfigError, match=r'^data=\'penguins\': the palmerpenguins package: pip install -e "\.\[datasets\]"$'):
+        penguins.build(penguins.PenguinsConfig())
+
+
+def test_penguins_tasks_and_missing_labels_from_the_bundled_table():
+    source = penguins.build(penguins.PenguinsConfig())
+    assert [(t.name, t.kind, t.output_size, t.missing_labels) for t in source.tasks] == [
+        ("species", "classification", 3, False), ("sex", "classification", 2, True),
+        ("body_mass_g", "regression", 1, True), ("flipper_length_mm", "regression", 1, True)]
+    data = generate(source)
+    assert sum(len(s.x) for s in data) == 344 and [len(s.x) for s in data] == [242, 51, 51]
+    sex = np.concatenate([np.asarray(s.y["sex"]) for s in data])
+    mass = np.concatenate([np.asarray(s.y["body_mass_g"][:, 0]) for s in data])
+    assert (sex == MISSING).sum() == 11 and np.isnan(mass).sum() == 2
+    assert all(np.isfinite(np.asarray(s.x)).all() for s in data)
 
 
 def test_a_bad_table_exits_with_status_2_and_one_line(tmp_path):
@@ -168,3 +185,23 @@ def test_a_bad_table_exits_with_status_2_and_one_line(tmp_path):
     assert res.returncode == 2, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "data.targets='sze'" in lines[0] and path in lines[0]
+
+
+def test_penguins_species_network_matches_logistic_regression_on_the_same_split():
+    """A short single-task species run reaches scikit-learn's logistic regression on the same
+    encoded rows; the sex task trains alongside with its 11 missing labels."""
+    from sklearn.linear_model import LogisticRegression
+
+    from harness.config import TrainConfig
+    from helpers import execute, small_data, small_run
+
+    run = small_run(data=penguins.PenguinsConfig(tasks=["species", "sex"]), seeds=2,
+                    train=TrainConfig(steps=400, batch_size=64, eval_every=100))
+    source, data = small_data(run)
+    out, _, _ = execute(run, source.tasks, data, [0, 1])
+    assert np.all(out["diverged_at"] == -1) and np.all(np.isfinite(out["test"]))
+    network = out["test"][:, -1, 0].mean()
+    logistic = LogisticRegression(max_iter=1000).fit(data.train.x, data.train.y["species"])
+    reference = logistic.score(data.test.x, data.test.y["species"])
+    assert reference > 0.9 and network >= reference - 0.04
+    assert out["test"][:, -1, 1].mean() > 0.6  # sex: better than the majority class (about 0.5)
