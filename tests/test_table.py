@@ -121,6 +121,8 @@ CASES = [  # (id, change to the frame, or a bad file kind, config fields, key=va
     ("kind", None, dict(targets={"kind": "ranking"}), "data.targets.kind='ranking'", "one of classification, regression"),
     ("no_targets", None, dict(targets={}), "data.targets={}", "a non-empty map"),
     ("feature", None, dict(features=["nmu"]), "data.features='nmu'", "a column of"),
+    ("no_features", None, dict(features=[]), "data.features=[]", "a non-empty list of columns"),
+    ("only_targets", lambda f: f[["kind", "size"]], {}, "data.features=None", "at least one input column"),
     ("feature_is_target", None, dict(features=["size"]), "data.features='size'", "not a target"),
     ("split_column", None, dict(split_column="part"), "data.split_column='part'", "a column of"),
     ("split_values", lambda f: f.assign(part=["train", "dev"] * 20), dict(split_column="part"),

@@ -111,6 +111,9 @@ def columns_of(cfg: TableConfig, frame: pd.DataFrame) -> list[str]:
         features = [c for c in have if c not in taken]
     else:
         features = list(cfg.features)
+        if not features:
+            raise bad("data.features", features, f"a non-empty list of columns of {cfg.path}, or null for "
+                                                 "every column that is not a target or the split column")
         for name in features:
             if name not in have:
                 raise bad("data.features", name, listing)
