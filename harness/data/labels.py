@@ -24,9 +24,10 @@ def present(kind: str, y: np.ndarray) -> np.ndarray:
     return np.isfinite(y).reshape(len(y), -1).all(axis=1)
 
 
-def require_labels(key: str, name: str, kind: str, splits: Sequence[np.ndarray], where: str) -> None:
-    """Every split (train, val, test) has at least one labelled row of task `name`."""
+def require_labels(key: str, name: str, kind: str, splits: Sequence[np.ndarray], path: str) -> None:
+    """Every split (train, val, test) has at least one labelled row of task `name` (read from
+    the file at `path`, which the message names)."""
     for split, y in zip(SPLITS, splits):
         if not present(kind, y).any():
             raise bad(key, name, f"at least one label in each of train, val and test; its {split} split "
-                                 f"has none ({len(y)} rows) in {where}")
+                                 f"has none ({len(y)} rows) (in data.path={path!r})")

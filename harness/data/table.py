@@ -9,7 +9,8 @@ seen in train. Class labels are the column's distinct values, sorted, mapped to 
 label (an empty cell, NA) is marked as harness.data.labels describes, and training skips it.
 
 Every problem with the config or the file is found at build time and reported as one
-ConfigError line naming the config key, the bad value, the file and what is allowed.
+ConfigError line naming the config key, the bad value and what is allowed, and ending with the
+file (`(in data.path=...)`), so a sweep over files says which one is bad.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from omegaconf import MISSING
 from harness.data.base import DATASETS, Dataset, DataSource, Split, TaskSpec, classification, regression
 from harness.data.labels import MISSING as NO_LABEL
 from harness.data.labels import SPLITS, require_labels
-from harness.errors import bad
+from harness.errors import ConfigError, bad
 from harness.schema import Entry
 
 KINDS = ("classification", "regression")
@@ -56,21 +57,20 @@ class TableConfig:
 
 def check(cfg: TableConfig) -> None:
     """The checks that need no file."""
-    where = f"(data.path={cfg.path!r})"
     for key in ("val_fraction", "test_fraction"):
         if not 0 < getattr(cfg, key) < 1:
-            raise bad(f"data.{key}", getattr(cfg, key), f"a number in (0, 1) {where}")
+            raise bad(f"data.{key}", getattr(cfg, key), f"a number in (0, 1)")
     if cfg.val_fraction + cfg.test_fraction >= 1:
         raise bad("data.test_fraction", cfg.test_fraction,
-                  f"val_fraction + test_fraction < 1 (val_fraction is {cfg.val_fraction}) {where}")
+                  f"val_fraction + test_fraction < 1 (val_fraction is {cfg.val_fraction})")
     if cfg.seed < 0:
-        raise bad("data.seed", cfg.seed, f"an integer >= 0 {where}")
+        raise bad("data.seed", cfg.seed, f"an integer >= 0")
     if not cfg.targets:
         raise bad("data.targets", dict(cfg.targets),
-                  f"a non-empty map of column -> classification | regression {where}")
+                  f"a non-empty map of column -> classification | regression")
     for name, kind in cfg.targets.items():
         if kind not in KINDS:
-            raise bad(f"data.targets.{name}", kind, f"one of {', '.join(KINDS)} {where}")
+            raise bad(f"data.targets.{name}", kind, f"one of {', '.join(KINDS)}")
 
 
 def read(path: str) -> pd.DataFrame:
@@ -100,7 +100,7 @@ def columns_of(cfg: TableConfig, frame: pd.DataFrame) -> list[str]:
     """The feature columns, after checking that every named column is in the file."""
     have = [str(c) for c in frame.columns]
     frame.columns = have
-    listing = f"a column of {cfg.path}; it has {', '.join(have)}"
+    listing = f"a column of the file; it has {', '.join(have)}"
     for name in cfg.targets:
         if name not in have:
             raise bad("data.targets", name, listing)
@@ -112,15 +112,15 @@ def columns_of(cfg: TableConfig, frame: pd.DataFrame) -> list[str]:
     else:
         features = list(cfg.features)
         if not features:
-            raise bad("data.features", features, f"a non-empty list of columns of {cfg.path}, or null for "
-                                                 "every column that is not a target or the split column")
+            raise bad("data.features", features, "a non-empty list of columns, or null for every column "
+                                                 "that is not a target or the split column")
         for name in features:
             if name not in have:
                 raise bad("data.features", name, listing)
             if name in taken:
-                raise bad("data.features", name, f"a column that is not a target or the split column ({cfg.path})")
+                raise bad("data.features", name, "a column that is not a target or the split column")
     if not features:
-        raise bad("data.features", cfg.features, f"at least one input column; {cfg.path} has only the targets "
+        raise bad("data.features", cfg.features, "at least one input column; the file has only the targets "
                                                  "and the split column")
     return features
 
@@ -133,12 +133,12 @@ def split_rows(cfg: TableConfig, frame: pd.DataFrame) -> list[np.ndarray]:
         unknown = sorted({str(v) for v in values[~values.isin(SPLITS)]})
         if unknown:
             raise bad("data.split_column", cfg.split_column,
-                      f"a column of train, val and test in {cfg.path}; it also has {', '.join(unknown)}")
+                      f"a column of train, val and test; it also has {', '.join(unknown)}")
         parts = [np.flatnonzero(values.to_numpy() == s) for s in SPLITS]
         for name, idx in zip(SPLITS, parts):
             if len(idx) == 0:
                 raise bad("data.split_column", cfg.split_column,
-                          f"at least one row of each of train, val and test in {cfg.path}; it has no {name} row")
+                          f"at least one row of each of train, val and test; it has no {name} row")
         return parts
     n_val, n_test = int(rows * cfg.val_fraction), int(rows * cfg.test_fraction)
     if min(n_val, n_test, rows - n_val - n_test) < 1:
@@ -148,14 +148,14 @@ def split_rows(cfg: TableConfig, frame: pd.DataFrame) -> list[np.ndarray]:
     return np.split(order, [rows - n_val - n_test, rows - n_test])
 
 
-def encode_feature(column: pd.Series, train: np.ndarray, path: str) -> tuple[np.ndarray, list[str]]:
+def encode_feature(column: pd.Series, train: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """(rows, k) float32 inputs of one column and their names, with train statistics only."""
     name = str(column.name)
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         known = values[train][np.isfinite(values[train])]
         if len(known) == 0:
-            raise bad("data.features", name, f"a column with at least one value in the train split of {path}")
+            raise bad("data.features", name, "a column with at least one value in the train split")
         mean, std = known.mean(), known.std()
         # A missing value becomes the train mean; a column constant on train is only centred.
         values = np.where(np.isfinite(values), values, mean)
@@ -169,16 +169,16 @@ def encode_feature(column: pd.Series, train: np.ndarray, path: str) -> tuple[np.
                                                                         f"{name}=<missing or unseen>"]
 
 
-def encode_target(name: str, kind: str, column: pd.Series, path: str) -> tuple[TaskSpec, np.ndarray]:
+def encode_target(name: str, kind: str, column: pd.Series) -> tuple[TaskSpec, np.ndarray]:
     """The task spec and its labels: class indices (MISSING where absent) or (rows, 1) floats (NaN)."""
     present = column.notna().to_numpy()
     if kind == "regression":
         if not (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)):
-            raise bad(f"data.targets.{name}", kind, f"a numeric column for regression; {name} in {path} "
-                                                   f"has dtype {column.dtype} (declare it classification)")
+            raise bad(f"data.targets.{name}", kind, f"a numeric column for regression; {name} has dtype "
+                                                   f"{column.dtype} (declare it classification)")
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         if np.isinf(values).any():
-            raise bad("data.targets", name, f"finite values or empty cells (no label) in {path}; it has inf")
+            raise bad("data.targets", name, "finite values or empty cells (no label); it has inf")
         return regression(name, 1, not present.all()), values[:, None].astype(np.float32)
     values = column.to_numpy()
     distinct = list(pd.unique(values[present]))
@@ -187,7 +187,7 @@ def encode_target(name: str, kind: str, column: pd.Series, path: str) -> tuple[T
     except TypeError:  # mixed kinds of values (numbers and text): sort by their text
         classes = sorted(distinct, key=str)
     if len(classes) < 2:
-        raise bad("data.targets", name, f"a column with at least two classes in {path}; it has "
+        raise bad("data.targets", name, f"a column with at least two classes; it has "
                                         f"{', '.join(map(str, classes)) or 'no labels'}")
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[v] if p else NO_LABEL for v, p in zip(values, present)], np.int32)
@@ -195,17 +195,26 @@ def encode_target(name: str, kind: str, column: pd.Series, path: str) -> tuple[T
 
 
 def build(cfg: TableConfig) -> DataSource:
+    try:
+        return from_file(cfg)
+    except ConfigError as err:  # in a data.path sweep, say which file is bad
+        if f"data.path={cfg.path!r}" in str(err):
+            raise
+        raise ConfigError(f"{err} (in data.path={cfg.path!r})") from None
+
+
+def from_file(cfg: TableConfig) -> DataSource:
     check(cfg)
     frame = read(cfg.path)
     features = columns_of(cfg, frame)
     parts = split_rows(cfg, frame)
     train = np.zeros(len(frame), bool)
     train[parts[0]] = True
-    encoded = [encode_feature(frame[c], train, cfg.path) for c in features]
+    encoded = [encode_feature(frame[c], train) for c in features]
     x = np.concatenate([block for block, _ in encoded], axis=1)
     specs, ys = [], {}
     for name, kind in cfg.targets.items():
-        spec, ys[name] = encode_target(name, kind, frame[name], cfg.path)
+        spec, ys[name] = encode_target(name, kind, frame[name])
         require_labels("data.targets", name, kind, [ys[name][idx] for idx in parts], cfg.path)
         specs.append(spec)
     splits = [(x[idx], {n: y[idx] for n, y in ys.items()}) for idx in parts]
