@@ -283,6 +283,13 @@ def test_files_standardises_x_with_train_statistics(tmp_path):
     assert not jnp.array_equal(shuffled.train.x, scaled.train.x)
 
 
+def test_files_and_table_paths_stay_required():
+    from omegaconf import MISSING
+
+    from harness.data import table
+    assert files.FilesConfig().path == MISSING and table.TableConfig().path == MISSING
+
+
 def test_files_marks_missing_labels(tmp_path):
     raw = arrays()
     cls = raw["cls"].astype(float)

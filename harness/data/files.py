@@ -15,7 +15,8 @@ import numpy as np
 from omegaconf import MISSING
 
 from harness.data.base import DATASETS, Dataset, DataSource, Split, TaskSpec, classification, regression
-from harness.data.labels import MISSING, require_labels
+from harness.data.labels import MISSING as NO_LABEL
+from harness.data.labels import require_labels
 from harness.errors import bad
 from harness.schema import Entry
 
@@ -138,7 +139,7 @@ def target(cfg: FilesConfig, name: str, y: np.ndarray) -> tuple[TaskSpec, np.nda
     if count < 2:
         raise bad("data.targets", name,
                   "at least two classes; every label is 0 (declare data.num_classes to say more exist)")
-    return classification(name, count, bool(missing.any())), np.where(missing, MISSING, y).astype(np.int32)
+    return classification(name, count, bool(missing.any())), np.where(missing, NO_LABEL, y).astype(np.int32)
 
 
 def build(cfg: FilesConfig) -> DataSource:
