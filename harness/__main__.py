@@ -12,7 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from harness.cli import check_jobs, check_overrides, report_error
+from harness.cli import check_jobs, report_error
 from harness.config import register_configs, resolve
 from harness.errors import ConfigError
 
@@ -40,9 +40,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 1:
         print("no overrides given: running the default study (experiment=default)")
         sys.argv.append("experiment=default")
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    check_overrides(sys.argv[1:], conf)
-    check_jobs(sys.argv[1:], conf)
+    check_jobs(sys.argv[1:], Path(__file__).resolve())
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: every record written so far is whole (atomic writes)

@@ -267,7 +267,8 @@ def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -
 
     `columns` defaults to task, n, stl, ref, mtl, r, p_holm, verdict, delta_m, baseline; "stl",
     "mtl" and "r" show "mean [lo, hi]", "ref" the linear reference, "baseline" the baseline
-    checks. Underpowered rows say so in their verdict.
+    checks. Underpowered rows say so in their verdict; "n" adds the multi-task seeds that
+    diverged or failed, and a row without any ok pair says "no paired runs".
     """
     columns = columns or ("task", "n", "stl", "ref", "mtl", "r", "p_holm", "verdict", "delta_m", "baseline")
     varying = varying_columns(table)
@@ -283,7 +284,13 @@ def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -
                 f"{fmt_number(m)} [{fmt_number(lo)}, {fmt_number(hi)}]"
                 for m, lo, hi in table[[f"{c}_mean", f"{c}_lo", f"{c}_hi"]].to_numpy()]
         elif c == "verdict":
-            shown[c] = table[c].where(~table["underpowered"], table[c] + ", underpowered")
+            verdict = table[c].where(~table["underpowered"], table[c] + ", underpowered")
+            # No ok pair at all (e.g. every multi-task seed diverged) is no evidence either way.
+            shown[c] = verdict.where(table["n"].gt(0), "no paired runs")
+        elif c == "n":
+            failed = table["n_mtl_failed"]
+            shown[c] = table["n"].astype(str).where(failed.eq(0), table["n"].astype(str) + " (+"
+                                                    + failed.astype(str) + " not ok)")
         elif c == "ref":
             shown[c] = table["ref_mean"].map(fmt_number)
         elif c == "baseline":

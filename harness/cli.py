@@ -1,7 +1,10 @@
-"""Command-line checks that Hydra would report over many lines: one line each, exit status 2."""
+"""Command-line checks that Hydra would report over many lines: one line each, exit status 2,
+nothing written."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -9,16 +12,16 @@ from typing import NoReturn
 GROUPS = ("data", "model", "method", "schedule", "optim", "experiment")
 
 
-def report_error(err: Exception) -> NoReturn:
+def report_error(err: Exception | str) -> NoReturn:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
 
 
-def options(conf_dir: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+def options(conf_dirs: list[Path], group: str) -> list[str]:
+    return sorted({p.stem for d in conf_dirs for p in (d / group).glob("*.yaml")})
 
 
-def check_overrides(args: list[str], conf_dir: Path) -> None:
+def check_overrides(args: list[str], conf_dirs: list[Path]) -> None:
     """Reject `group=option` overrides naming an option that does not exist (sweeps included)."""
     for arg in args:
         if arg.startswith("-") or "=" not in arg:
@@ -29,7 +32,7 @@ def check_overrides(args: list[str], conf_dir: Path) -> None:
             key = key[len("override "):]
         if key not in GROUPS or "(" in value or value in ("null", ""):
             continue
-        valid = options(conf_dir, key)
+        valid = options(conf_dirs, key)
         for choice in value.split(","):
             if choice not in valid:
                 from harness.errors import bad
@@ -37,69 +40,111 @@ def check_overrides(args: list[str], conf_dir: Path) -> None:
                 report_error(bad(key, choice, f"one of {', '.join(valid)}"))
 
 
-def check_jobs(args: list[str], conf_dir: Path) -> None:
+def command_line(argv: list[str]):
+    """The command line as Hydra's own argument parser reads it (flags, overrides)."""
+    from hydra._internal.utils import get_args_parser
+
+    return get_args_parser().parse_args(argv)
+
+
+def make_hydra(args, main_file: Path):
+    """A Hydra that composes configs as `python -m harness` with these flags will: the primary
+    config dir (`-cp/--config-path`, relative to the harness package as @hydra.main's is) and
+    an extra config dir in front of it (`-cd/--config-dir`)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+
+    search_path = create_automatic_config_search_path(str(main_file), None, args.config_path or "../conf")
+    if args.config_dir is not None:
+        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
+                            anchor=SearchPathQuery(provider="schema"))
+    return Hydra(task_name="__main__", config_loader=ConfigLoaderImpl(config_search_path=search_path))
+
+
+def config_dirs(args, main_file: Path) -> list[Path]:
+    """The directories whose groups the command line may name (-cd's, then the primary)."""
+    from harness.errors import bad
+
+    primary = Path(args.config_path or "../conf")
+    primary = primary if primary.is_absolute() else (main_file.parent / primary).resolve()
+    if not primary.is_dir():
+        report_error(bad("--config-path", args.config_path, f"a directory of configs ({primary} is not one)"))
+    if args.config_dir is None:
+        return [primary]
+    if not os.path.isdir(args.config_dir):
+        report_error(bad("--config-dir", args.config_dir, "an existing directory of configs"))
+    return [Path(args.config_dir).resolve(), primary]
+
+
+def check_jobs(argv: list[str], main_file: Path) -> None:
     """Compose every job the command line describes (each point of a sweep, including sweeps an
     experiment declares in `hydra.sweeper.params`), check it against the schema, and plan it
-    (harness.run.plan: every part built and every static check run; no data is generated). The
-    plans are kept for the jobs' task functions, so each job's parts are built once.
+    (harness.run.plan: every part built, every static check run, the memory estimated; no data
+    is generated); check that the output directory can be written. The plans are kept for the
+    jobs' task functions, so each job's parts are built once.
 
     An unknown key or a value of the wrong type, which Hydra reports over several lines, and an
-    invalid value in any job of a sweep, become one line and exit status 2 before any job runs:
-    with Hydra's basic launcher a later bad job would otherwise fail after the earlier ones had
-    written their records. `-cn/--config-name` picks another primary config of conf/; command
-    lines with other flags (--cfg, --help, -cd ...) are left to Hydra.
+    invalid value in any job of a sweep, become one line and exit status 2 before anything runs
+    or is written: with Hydra's basic launcher a later bad job would otherwise fail after the
+    earlier ones had written their records. Flags are read by Hydra's own parser: -cn, -cp and
+    -cd choose the configs; with --cfg the jobs are only composed; --help, --info and shell
+    completion are left to Hydra.
     """
-    from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import ConfigCompositionException, OverrideParseException
+    from hydra.errors import HydraException
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
     from harness.config import resolve
-    from harness.run.plan import PLANNED, plan
     from harness.errors import ConfigError
+    from harness.run.plan import PLANNED, plan
+    from harness.run.sweep import task_config
 
-    name, rest = config_name(args)
-    if name is None:
+    args = command_line(argv)
+    if args.help or args.hydra_help or args.info is not None or args.shell_completion:
         return
-    overrides = [a for a in rest if not a.startswith("-")]
-    parser = OverridesParser.create()
-    with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
-        try:
-            parsed = parser.parse_overrides(overrides)
-            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-            base = compose(name, overrides=fixed, return_hydra_config=True)
-            points = [overrides]
-            if "-m" in args or "--multirun" in args or base.hydra.mode == RunMode.MULTIRUN:
-                declared = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
-                points = BasicSweeper.split_arguments(parser.parse_overrides(declared + overrides), None)[0]
-            sources: dict = {}
-            for point in points:
-                run = resolve(compose(name, overrides=point))
+    overrides = args.overrides
+    check_overrides(overrides, config_dirs(args, main_file))
+    hydra, name, parser = make_hydra(args, main_file), args.config_name or "config", OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        base = hydra.compose_config(name, fixed, RunMode.MULTIRUN, validate_sweep_overrides=False)
+        multirun = args.multirun or base.hydra.mode == RunMode.MULTIRUN
+        points = [overrides]
+        if multirun:
+            declared = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
+            points = BasicSweeper.split_arguments(parser.parse_overrides(declared + overrides), None)[0]
+        sources: dict = {}
+        for point in points:
+            run = resolve(task_config(hydra.compose_config(name, point, RunMode.RUN)))
+            if not args.cfg:
                 PLANNED.setdefault(repr(run), plan(run, sources))
-        except (ConfigCompositionException, OverrideParseException) as err:
-            report_error(composition_error(err, overrides))
-        except OmegaConfBaseException as err:  # e.g. a mandatory value left unset
-            report_error(composition_error(err, overrides, cause=err))
-        except ConfigError as err:
-            report_error(err)
+        if not args.cfg:
+            key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+            check_writable(str(base.hydra.sweep.dir if multirun else base.hydra.run.dir), key)
+    except OmegaConfBaseException as err:  # e.g. a mandatory value left unset
+        report_error(composition_error(err, overrides, cause=err))
+    except HydraException as err:  # composition, override syntax, a missing config
+        report_error(composition_error(err, overrides))
+    except ConfigError as err:
+        report_error(err)
 
 
-def config_name(args: list[str]) -> tuple[str | None, list[str]]:
-    """(primary config name, the other arguments) of a command line; None when it holds a flag
-    the up-front check leaves to Hydra (anything but -m/--multirun and -cn/--config-name)."""
-    name, rest, it = "config", [], iter(args)
-    for a in it:
-        if a in ("-cn", "--config-name"):
-            name = next(it, None)
-        elif a.startswith("--config-name="):
-            name = a.split("=", 1)[1]
-        elif a.startswith("-") and a not in ("-m", "--multirun"):
-            return None, args
-        else:
-            rest.append(a)
-    return name, rest
+def check_writable(directory: str, key: str) -> None:
+    """The output directory can be created and written: its nearest existing ancestor is a
+    directory this user may write. Raises ConfigError."""
+    from harness.errors import bad
+
+    path = Path(directory).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise bad(key, directory, f"a directory; {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise bad(key, directory, f"a directory this user can write; {existing} is not writable")
 
 
 def composition_error(err: Exception, overrides: list[str], cause: Exception | None = None) -> str:
@@ -108,8 +153,12 @@ def composition_error(err: Exception, overrides: list[str], cause: Exception | N
     key = getattr(cause, "full_key", None)
     if not key:
         return " ".join(str(err).split())
+    # An element of a list (method.weights[0]) is reported with the list the user gave.
+    given = re.sub(r"(\[\d+\])+$", "", key)
     value = next((o.split("=", 1)[1] for o in overrides
-                  if "=" in o and o.split("=", 1)[0].lstrip("+~") == key), None)
+                  if "=" in o and o.split("=", 1)[0].lstrip("+~") == given), None)
+    if given != key:
+        return f"{given}={value}: element {key[len(given):]}: {str(cause).splitlines()[0]}"
     schema = getattr(cause, "object_type", None)
     if type(cause).__name__ in ("ConfigAttributeError", "ConfigKeyError") and dataclasses.is_dataclass(schema):
         fields = ", ".join(f.name for f in dataclasses.fields(schema))

@@ -44,7 +44,9 @@ def _metric(spec: TaskSpec, prediction: np.ndarray, y: np.ndarray) -> float:
 def _candidates(spec: TaskSpec):
     if spec.kind == "classification":
         return "logistic", [(c, LogisticRegression(C=c, max_iter=500)) for c in LOGISTIC_C]
-    return "ridge", [(a, Ridge(alpha=a)) for a in RIDGE_ALPHA]
+    # SVD solves the tiny-alpha fits exactly even when there are fewer rows than features, where
+    # the default Cholesky solver warns of a singular matrix and falls back to least squares.
+    return "ridge", [(a, Ridge(alpha=a, solver="svd")) for a in RIDGE_ALPHA]
 
 
 def reference_floor(spec: TaskSpec, data: Dataset, rows: int | None = None) -> dict[str, Any]:

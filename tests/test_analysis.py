@@ -298,3 +298,12 @@ def test_suggest_groups_beyond_exhaustive_search_still_finds_clusters():
     m = affinity(tasks, {(x, y): 1.0 for grp in clusters for x in grp for y in grp if x != y})
     assert suggest_groups(m, 3) == [list(c) for c in clusters]
     assert len(suggest_groups(m, 2)) == 2
+
+
+def test_a_configuration_whose_runs_all_diverged_says_so():
+    runs = table_of(stl("acc", [0.8] * 3),
+                    mtl("fine", {"acc": [0.9, 0.92, 0.88]}, failed={2: "diverged"}, depth=1),
+                    mtl("gone", {"acc": [0.9] * 3}, failed={s: "diverged" for s in range(3)}, depth=2))
+    shown = format_transfer(transfer_table(runs)).set_index("depth")
+    assert shown.loc["1", "n"] == "2 (+1 not ok)" and "no paired" not in shown.loc["1", "verdict"]
+    assert shown.loc["2", "n"] == "0 (+3 not ok)" and shown.loc["2", "verdict"] == "no paired runs"

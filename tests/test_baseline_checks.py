@@ -90,3 +90,16 @@ def test_crippled_baseline_is_flagged_below_its_linear_reference_and_still_impro
     job(tmp_path / "trained", linear_file(tmp_path) + ["optim.lr=1e-2", "train.steps=300", "train.eval_every=30"])
     healthy = transfer_table(collect(tmp_path / "trained")).set_index("task")
     assert not healthy["baseline_check"].str.contains("improving").any()
+
+
+def test_the_ridge_reference_is_exact_and_quiet_with_fewer_rows_than_features():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(n, 12)) for n in (6, 20, 20)]
+    w = rng.normal(size=12)
+    data = Dataset(*(split(a, y=(a @ w)[:, None]) for a in x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ridge = reference_floor(regression("y"), data)
+    assert ridge["model"] == "ridge" and np.isfinite(ridge["test"])

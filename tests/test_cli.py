@@ -23,23 +23,11 @@ def records(root: Path) -> dict[str, dict]:
     return {str(p.relative_to(root)): json.loads(p.read_text()) for p in root.rglob("seed_*.json")}
 
 
+# The full table runs in-process in tests/test_bad_inputs.py; these go through a real subprocess.
 @pytest.mark.parametrize("args,key", [
-    (["method=nope"], "method='nope'"),
-    (["-m", "schedule=joint,nope"], "schedule='nope'"),
-    (["model.shared_depth=9"], "model.shared_depth=9"),
-    (["optim.lr=0"], "optim.lr=0"),
     (["model.foo=1"], "model.foo=1: not a key of HardConfig"),  # Hydra's message has 6 lines
-    (["train.steps=abc"], "train.steps=abc"),
-    # the basic launcher would have run the first job before failing on the second
     (["-m", "optim.lr=0.01,-1"], "optim.lr=-1.0"),
-    (["-m", "model.shared_depth=1,9"], "model.shared_depth=9"),
-    (["experiment=default", "distill.enabled=true", "distill.weight=2"], "distill.weight=2.0"),
-    # 7 does not divide train.steps=20: the trainer's own check, made before job 0 trains
-    (["-m", "train.eval_every=10,7"], "train.eval_every=7"),
     (["-m", "hydra/launcher=batched", "train.eval_every=10,7"], "train.eval_every=7"),
-    # naming the primary config no longer turns the up-front check off
-    (["-cn", "config", "-m", "train.eval_every=10,7"], "train.eval_every=7"),
-    (["--config-name=config", "+optim.lrr=0.1"], "optim.lrr=0.1: not a key of OptimConfig"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, args, key):
     overridden = {a.split("=", 1)[0] for a in args}
@@ -48,14 +36,7 @@ def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, args, key):
     assert res.returncode == 2
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0]
-    assert not list(tmp_path.rglob("seed_*.json")) and not list(tmp_path.rglob("transfer.*"))
-
-
-def test_an_unset_mandatory_value_is_one_line(tmp_path):
-    res = harness(["data=files", f"hydra.run.dir={tmp_path}/run"], tmp_path)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert res.returncode == 2 and len(lines) == 1
-    assert lines[0].startswith("error: data.path=None: ") and "missing mandatory value" in lines[0]
+    assert not list(tmp_path.iterdir())  # not even .hydra/, a log or multirun.yaml
 
 
 def test_sweep_writes_table_resumes_without_duplicates_and_collects(tmp_path):

@@ -53,41 +53,12 @@ def job(tmp_path: Path, overrides: list[str]):
     return run_job(run, tmp_path / "job", tmp_path / "baselines", "test")
 
 
+# The whole table of bad inputs runs through the command line in tests/test_bad_inputs.py; these
+# go through the Python entry point (run_job) that the task function uses.
 BAD = [
-    (["model.shared_depth=-1"], "model.shared_depth"),
     (["model.shared_depth=4"], "model.shared_depth"),
-    (["optim.lr=0"], "optim.lr"),
-    (["optim.lr=-0.1"], "optim.lr"),
-    (["train.steps=0"], "train.steps"),
-    (["train.batch_size=0"], "train.batch_size"),
-    (["seeds=0"], "seeds"),
-    (["train.eval_every=7"], "train.eval_every"),
-    (["method=static", "method.weights=[1.0]"], "method.weights"),
-    (["method=static", "method.weights=[1.0,-1.0]"], "method.weights"),
-    (["data.tasks=[t1,zz]"], "data.tasks"),
-    (["data.num_tasks=1"], "data.num_tasks"),
-    (["schedule=alternate", "schedule.sampling=sometimes"], "schedule.sampling"),
-    (["data=files", "data.path=/no/such/file.npz", "+data.targets={y: regression}"], "data.path"),
     (["+data.train_rows={zz: 5}"], "data.train_rows"),
-    (["+data.train_rows.t1=0"], "data.train_rows.t1"),
-    (["distill.enabled=true", "distill.weight=1.5"], "distill.weight"),
-    (["distill.enabled=true", "distill.temperature=0"], "distill.temperature"),
-    (["distill.enabled=true", "baselines=false"], "baselines"),
-    (["schedule.draw_from=[t1,t2]"], "schedule.draw_from"),
-    (["schedule=alternate", "schedule.draw_from=[t1]"], "schedule.draw_from"),
-    # NaN and inf are refused wherever a number is meant (each would only diverge)
-    (["optim.lr=inf"], "optim.lr=inf"),
-    (["optim=adamw", "optim.weight_decay=nan"], "optim.weight_decay=nan"),
-    (["method=static", "method.weights=[inf,1.0]"], "method.weights"),
-    (["data.noise=inf"], "data.noise=inf"),
-    (["optim=sgd", "optim.momentum=nan"], "optim.momentum"),
-    (["optim=sgd", "optim.momentum=-5"], "optim.momentum=-5"),
     (["optim=sgd", "optim.momentum=1.5"], "optim.momentum=1.5"),
-    # a misspelt key added with `+` (Hydra's own hint) is refused, not dropped
-    (["+optim.lrr=0.1"], "optim.lrr=0.1: not a key of OptimConfig"),
-    (["+train.stepz=10"], "train.stepz=10: not a key of TrainConfig"),
-    (["+model.foo=1"], "model.foo=1: not a key of HardConfig"),
-    (["+foo=1"], "foo=1: not a key of Config"),
 ]
 
 

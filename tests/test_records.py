@@ -2,6 +2,7 @@
 records still load, and a record of an unknown version is skipped with a line, never a traceback."""
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -138,3 +139,30 @@ def test_records_are_strict_json_and_non_finite_numbers_read_back_exactly(tmp_pa
     back = load_record(path).curves["train_loss"]
     assert back["t1"][0] == 0.5 and math.isnan(back["t1"][1])
     assert back["t2"] == [float("inf"), -float("inf")]
+
+
+@pytest.mark.parametrize("module", ["harness.collect", "harness.report"])
+def test_collect_and_report_agree_on_a_directory_without_records(tmp_path, capsys, module):
+    import importlib
+
+    (tmp_path / "notes.txt").write_text("no records here")
+    main = importlib.import_module(f"{module}.__main__" if module == "harness.report" else module).main
+    with pytest.raises(SystemExit) as ended:
+        main([str(tmp_path)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert ended.value.code == 2 and len(lines) == 1 and "it has none" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_files_are_written_with_the_users_umask(tmp_path):
+    from harness.records import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "shared.md", "x")
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.md", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.md").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.md").stat().st_mode & 0o777 == 0o600

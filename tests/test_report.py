@@ -400,3 +400,20 @@ def test_report_names_baselines_below_their_linear_reference(tmp_path):
     assert "| below ref" in md and "0.95" in md  # the table's ref and baseline columns
     plain = write_report(make_runs([{"model.shared_depth": 1}]), tmp_path / "plain")["report.md"].read_text()
     assert "Baseline below ref" not in plain
+
+
+def test_a_long_configuration_label_keeps_the_plot_laid_out():
+    """A command line's overrides as the one configuration's label: wrapped, not squeezing the
+    axes to nothing (matplotlib would warn and skip the layout)."""
+    import warnings
+
+    from harness.report.document import Plot
+
+    runs = make_runs([{"model.shared_depth": 1}], seeds=2)
+    runs["label"] = ",".join(f"group.key_{i}={i}" for i in range(12))
+    fig = plot_transfer(transfer_table(runs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Plot("transfer", fig, "").png.startswith(PNG)
+    tick = fig.axes[0].get_xticklabels()[0].get_text()
+    assert tick.count("\n") == 5 and tick.endswith("...")

@@ -17,7 +17,7 @@ from omegaconf import MISSING
 from harness.data.base import DATASETS, Dataset, DataSource, Split, TaskSpec, classification, regression
 from harness.data.labels import MISSING as NO_LABEL
 from harness.data.labels import require_labels
-from harness.errors import bad
+from harness.errors import ConfigError, bad
 from harness.schema import Entry
 
 KINDS = ("classification", "regression")
@@ -144,6 +144,15 @@ def target(cfg: FilesConfig, name: str, y: np.ndarray) -> tuple[TaskSpec, np.nda
 
 def build(cfg: FilesConfig) -> DataSource:
     check(cfg)
+    try:
+        return from_file(cfg)
+    except ConfigError as err:  # in a data.path sweep, say which file is bad
+        if f"data.path={cfg.path!r}" in str(err):
+            raise
+        raise ConfigError(f"{err} (in data.path={cfg.path!r})") from None
+
+
+def from_file(cfg: FilesConfig) -> DataSource:
     arrays = load(cfg)
     x = arrays[cfg.x_key]
     check_array("data.x_key", cfg.x_key, x, None)

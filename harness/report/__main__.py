@@ -24,8 +24,10 @@ def main(argv: list[str]) -> int:
     runs = collect(sweep_dir, skipped) if sweep_dir.is_dir() else None
     for err in skipped:
         print(f"skipped {err}")
-    if runs is None or runs.empty:
+    if runs is None:
         report_error(bad("sweep_dir", str(sweep_dir), "an existing directory of run records"))
+    if runs.empty:
+        report_error(bad("sweep_dir", str(sweep_dir), "a directory holding run records (seed_*.json); it has none"))
     paths = write_report(runs, sweep_dir, title=f"Sweep: {sweep_dir.resolve().name}", skipped=len(skipped))
     for name in ("transfer.md", "report.md", "report.html"):
         print(f"{name}: {paths[name]}")

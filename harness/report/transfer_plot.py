@@ -1,6 +1,8 @@
 """The transfer plot: mean r_t per task with its interval, against the varying config columns."""
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -74,18 +76,26 @@ def plot_transfer(table: pd.DataFrame) -> Figure:
 
 def _plot_bars(table: pd.DataFrame, tasks: list[str]) -> Figure:
     # Nothing varies: one bar per configuration and task.
-    fig = new_figure(max(4 * len(tasks), 6), 3)
+    names = table["label"].fillna("").astype(str)
+    names = names.where(names.ne(""), table["config_hash"].str[:8]).map(tick_label)
+    lines = max((n.count("\n") + 1 for n in names), default=1)
+    fig = new_figure(max(4 * len(tasks), 6), 3 + 0.15 * lines)
     axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
     for ax, task in zip(axes, tasks):
         part = table[table["task"].eq(task)]
-        names = part["label"].fillna("").astype(str)
-        names = names.where(names.ne(""), part["config_hash"].str[:8])
         ax.bar(range(len(part)), part["r_mean"].fillna(0.0), yerr=_errors(part), capsize=3)
         ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
-        ax.set_xticks(range(len(part)), list(names))
+        ax.set_xticks(range(len(part)), list(names[part.index]), fontsize="small")
         ax.set_title(task)
         ax.set_ylabel("r_t (%)")
     if not tasks:
         axes[0].text(0.5, 0.5, "no multi-task configuration", ha="center", va="center")
     fig.suptitle(PLOT_TITLE, fontsize="medium")
     return fig
+
+
+def tick_label(label: str, width: int = 28, max_lines: int = 6) -> str:
+    """A configuration's label wrapped at its commas: a command line's overrides as one tick
+    would squeeze the axes to nothing."""
+    lines = textwrap.wrap(label.replace(",", ", "), width) or [""]
+    return "\n".join(lines[:max_lines - 1] + ["..."] if len(lines) > max_lines else lines)

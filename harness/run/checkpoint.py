@@ -8,15 +8,49 @@ Progress ("step s/S") is reported between segments, never from inside the compil
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from harness.train import Trainer
+
+
+@contextlib.contextmanager
+def claimed(directory: Path) -> Iterator[Path]:
+    """The checkpoint directory this process may use for `directory`'s runs, while inside.
+
+    Two processes training the same runs into one output directory (the same command started
+    twice) would otherwise save into, restore from and delete one orbax directory at once. The
+    first holds a lock on `<directory>.lock` and uses `directory` (so a re-run after a kill
+    resumes from it); another gets a private `<directory>-<pid>`, removed on the way out.
+    The caller removes the directory it got once the runs' records are on disk.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = directory.with_name(directory.name + ".lock")
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process trains these runs now
+            private = directory.with_name(f"{directory.name}-{os.getpid()}")
+            try:
+                yield private
+            finally:
+                shutil.rmtree(private, ignore_errors=True)
+            return
+        try:
+            yield directory
+        finally:
+            if not directory.exists():  # done: nothing left to resume, so the lock goes too
+                lock_path.unlink(missing_ok=True)
 
 
 def run_in_segments(train: Trainer, keys, hp, data, data_axis, every_chunks: int, steps: int,

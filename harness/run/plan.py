@@ -31,6 +31,7 @@ from harness.errors import bad
 from harness.methods.base import METHODS
 from harness.models.base import MODELS
 from harness.records import config_hash, environment, existing_seeds
+from harness.run import memory
 from harness.run import teachers as teacher_files
 from harness.schema import dynamic_values
 from harness.train import Parts, Settings
@@ -48,6 +49,7 @@ class Job:
     parts: Parts
     settings: Settings
     baselines: dict[str, "Job"]
+    memory: memory.Estimate | None = None  # bytes of its program (harness.run.memory)
 
 
 @dataclasses.dataclass
@@ -149,21 +151,29 @@ def plan(run: RunConfig, sources: dict | None = None, with_baselines: bool = Tru
     draw = run.schedule.draw_from
     if draw is not None and (not set(names) <= set(draw) or len(set(draw)) != len(draw)):
         raise bad("schedule.draw_from", list(draw), f"distinct task names including every task of the run ({', '.join(names)})")
-    train = data_shapes(run, source).train
-    input_dim, train_size = train.x.shape[1], train.x.shape[0]
+    shapes = data_shapes(run, source)
+    input_dim, train_size = shapes.train.x.shape[1], shapes.train.x.shape[0]
     # Rows may name any task of the dataset: a baseline keeps the entries of its job's other
     # tasks, which its draw (under alternate) needs.
     check_rows(getattr(run.data, "train_rows", None), dataset.tasks, train_size)
     baselines = {}
     for t in tasks if run.baselines else ():
         stl = single_task(run, t.name, names)
-        baselines[t.name] = Job(stl, source, make_parts(stl, (t,), input_dim, train_size),
-                                make_settings(stl, (t,), input_dim, train_size), {})
+        baselines[t.name] = checked(Job(stl, source, make_parts(stl, (t,), input_dim, train_size),
+                                        make_settings(stl, (t,), input_dim, train_size), {}), shapes)
     # The distillation teachers are the baselines' models (their parameters come at run time).
     teachers = {n: b.parts.model for n, b in baselines.items()} if run.distill.enabled else None
     parts = make_parts(run, tasks, input_dim, train_size, teachers)
-    return Job(run, source, parts, make_settings(run, tasks, input_dim, train_size),
-               baselines if with_baselines else {})
+    return checked(Job(run, source, parts, make_settings(run, tasks, input_dim, train_size),
+                       baselines if with_baselines else {}), shapes)
+
+
+def checked(job: Job, shapes: Dataset) -> Job:
+    """The job with its program's memory estimate, refused (ConfigError) when its seeds cannot
+    fit the device in one program."""
+    est = memory.estimate(job.parts, job.settings, shapes)
+    memory.check(job.run, est, job.run.seeds)
+    return dataclasses.replace(job, memory=est)
 
 
 def only(data: Dataset, task: str) -> Dataset:

@@ -8,6 +8,7 @@ and records.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -23,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.config import RunConfig, resolve
 from harness.records import config_hash
+from harness.run import memory
+from harness.run.checkpoint import claimed
 from harness.run.execute import execute_units, static_key
 from harness.run.plan import PLANNED, Job, Unit, plan, planned, units
 from harness.run.write import write_unit
@@ -92,10 +95,10 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
     written = []
     for unit in plan_units(run, job_dir, baseline_dir, label):
         if unit.seeds:
-            saves = unit.out_dir / f".checkpoint-{unit.common['config_hash']}"
-            (out,), c, r = execute_units([unit], saves, step_progress())
-            written += write_unit(unit, out, {"compile_s": c, "run_s": r, "batch": len(unit.seeds)})
-            shutil.rmtree(saves, ignore_errors=True)  # only once the records are on disk
+            with claimed(unit.out_dir / f".checkpoint-{unit.common['config_hash']}") as saves:
+                (out,), c, r = execute_units([unit], saves, step_progress())
+                written += write_unit(unit, out, {"compile_s": c, "run_s": r, "batch": len(unit.seeds)})
+                shutil.rmtree(saves, ignore_errors=True)  # only once the records are on disk
     return written
 
 
@@ -124,8 +127,8 @@ def report_failures() -> int:
 
 
 def groups(jobs: list[Planned], max_batch: int) -> list[list[Unit]]:
-    """Units to train, one list per compiled program, at most `max_batch` runs each.
-    A baseline shared by several jobs is trained once."""
+    """Units to train, one list per compiled program, at most `max_batch` runs each and no more
+    than fit the device's memory. A baseline shared by several jobs is trained once."""
     seen, by_program = set(), {}
     for job in jobs:
         for unit in job.units:
@@ -134,11 +137,15 @@ def groups(jobs: list[Planned], max_batch: int) -> list[list[Unit]]:
             seen.add(unit.out_dir)
             key = (unit.kind, static_key(unit.run, [t.name for t in unit.tasks]))
             by_program.setdefault(key, []).append(unit)
-    chunks = []
+    chunks, device = [], memory.device_memory()
     for units in by_program.values():
+        # No more runs in one program than the device holds (each job's seeds alone fit: the
+        # planner checked them).
+        est = units[0].job.memory
+        cap = max_batch if est is None else min(max_batch, max(1, memory.fits(est, device[0]) * device[1]))
         chunk, size = [], 0
         for unit in units:
-            if chunk and size + len(unit.seeds) > max_batch:
+            if chunk and size + len(unit.seeds) > cap:
                 chunks.append(chunk)
                 chunk, size = [], 0
             chunk.append(unit)
@@ -154,9 +161,10 @@ def checkpoint_dir(group: list[Unit]) -> Path:
     return group[0].out_dir / f".checkpoint-{token}"
 
 
-def run_group(group: list[Unit], progress: Callable[[str], None] | None = None):
-    """One group as one program (in this process, or in a submitit job)."""
-    return execute_units(group, checkpoint_dir(group), progress)
+def run_group(group: list[Unit], progress: Callable[[str], None] | None = None, saves: Path | None = None):
+    """One group as one program (in this process, or in a submitit job), checkpointed into
+    `saves` (default: checkpoint_dir(group))."""
+    return execute_units(group, saves or checkpoint_dir(group), progress)
 
 
 def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None] | None = None,
@@ -181,23 +189,32 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
         runs = sum(len(u.seeds) for u in group)
         if later and n - 1 == min(later):  # baselines come first (groups()), so they are all done
             pending.update({i: executor.submit(run_group, todo[i]) for i in later})
-        try:
-            outs, compile_s, run_s = (pending[n - 1].result() if executor is not None
-                                      else run_group(group, progress))
-            timing = {"compile_s": compile_s, "run_s": run_s, "batch": runs, "group_units": len(group)}
-            results = [(out, timing, None) for out in outs]
-        except Exception as err:  # a broken group must not take the sweep down
-            timing = {"compile_s": None, "run_s": None, "batch": runs, "group_units": len(group)}
-            results = [(None, timing, f"{type(err).__name__}: {err}")] * len(group)
-            FAILED.extend(f"{u.common['label']} (seeds {', '.join(map(str, u.seeds))}): {results[0][2]}"
-                          for u in group)
-        # Every record of the group is written as the group finishes (a kill later loses only
-        # the groups in flight); only then does its checkpoint go.
-        for unit, result in zip(group, results):
-            write_unit(unit, *result)
-            owner[id(unit)].results[id(unit)] = result
-        shutil.rmtree(checkpoint_dir(group), ignore_errors=True)
+        with contextlib.ExitStack() as stack:
+            # Inline, the group's checkpoint is this process's until its records are written.
+            saves = checkpoint_dir(group) if executor is not None else stack.enter_context(claimed(checkpoint_dir(group)))
+            _run_and_write(group, runs, owner, lambda: (pending[n - 1].result() if executor is not None
+                                                        else run_group(group, progress, saves)))
+            shutil.rmtree(saves, ignore_errors=True)
         if progress:
             elapsed = time.perf_counter() - start
             progress(f"group {n}/{len(todo)} ({runs} runs) done; elapsed {elapsed:.0f} s, "
                      f"ETA {elapsed / n * (len(todo) - n):.0f} s")
+
+
+def _run_and_write(group: list[Unit], runs: int, owner: dict, train: Callable) -> None:
+    """Train one group (`train()`) and write every record of it; a failure is recorded for its
+    units (and in FAILED), never raised."""
+    try:
+        outs, compile_s, run_s = train()
+        timing = {"compile_s": compile_s, "run_s": run_s, "batch": runs, "group_units": len(group)}
+        results = [(out, timing, None) for out in outs]
+    except Exception as err:  # a broken group must not take the sweep down
+        timing = {"compile_s": None, "run_s": None, "batch": runs, "group_units": len(group)}
+        results = [(None, timing, f"{type(err).__name__}: {err}")] * len(group)
+        FAILED.extend(f"{u.common['label']} (seeds {', '.join(map(str, u.seeds))}): {results[0][2]}"
+                      for u in group)
+    # Every record of the group is written as the group finishes (a kill later loses only
+    # the groups in flight); only then does its checkpoint go.
+    for unit, result in zip(group, results):
+        write_unit(unit, *result)
+        owner[id(unit)].results[id(unit)] = result
