@@ -59,15 +59,15 @@ def check(cfg: TableConfig) -> None:
     """The checks that need no file."""
     for key in ("val_fraction", "test_fraction"):
         if not 0 < getattr(cfg, key) < 1:
-            raise bad(f"data.{key}", getattr(cfg, key), f"a number in (0, 1)")
+            raise bad(f"data.{key}", getattr(cfg, key), "a number in (0, 1)")
     if cfg.val_fraction + cfg.test_fraction >= 1:
         raise bad("data.test_fraction", cfg.test_fraction,
                   f"val_fraction + test_fraction < 1 (val_fraction is {cfg.val_fraction})")
     if cfg.seed < 0:
-        raise bad("data.seed", cfg.seed, f"an integer >= 0")
+        raise bad("data.seed", cfg.seed, "an integer >= 0")
     if not cfg.targets:
         raise bad("data.targets", dict(cfg.targets),
-                  f"a non-empty map of column -> classification | regression")
+                  "a non-empty map of column -> classification | regression")
     for name, kind in cfg.targets.items():
         if kind not in KINDS:
             raise bad(f"data.targets.{name}", kind, f"one of {', '.join(KINDS)}")
@@ -187,7 +187,7 @@ def encode_target(name: str, kind: str, column: pd.Series) -> tuple[TaskSpec, np
     except TypeError:  # mixed kinds of values (numbers and text): sort by their text
         classes = sorted(distinct, key=str)
     if len(classes) < 2:
-        raise bad("data.targets", name, f"a column with at least two classes; it has "
+        raise bad("data.targets", name, "a column with at least two classes; it has "
                                         f"{', '.join(map(str, classes)) or 'no labels'}")
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[v] if p else NO_LABEL for v, p in zip(values, present)], np.int32)
