@@ -98,6 +98,20 @@ def test_methods_stay_finite_when_a_task_has_no_labels_in_a_batch(name):
             assert bool(jnp.all(jnp.isfinite(leaf))), (name, step)
 
 
+def test_nash_mtl_forgets_the_weight_of_a_task_absent_from_the_last_batch():
+    """Its weight on a batch with the task back is the fresh solution's, not a warm start from the
+    huge weight a vanished gradient gets."""
+    entry = METHODS.get("nash_mtl")
+    method = entry.build(entry.schema(), tuple(regression(f"t{i}") for i in range(3)))
+    rng = np.random.default_rng(0)
+    before, after = (jnp.asarray(rng.normal(size=(3, 7)), jnp.float32) for _ in range(2))
+    losses, key = jnp.ones(3), jax.random.key(0)
+    absent = method.update(losses, before.at[1].set(0.0), method.init(3, 7), key, {})
+    back = method.update(losses, after, absent.state, key, {})
+    fresh = method.update(losses, after, method.init(3, 7), key, {})
+    np.testing.assert_allclose(back.weights, fresh.weights, rtol=1e-3)
+
+
 def test_reference_floor_fits_and_scores_labelled_rows_only():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(90, 3)).astype(np.float32)
