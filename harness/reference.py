@@ -8,7 +8,8 @@ baseline's records, so the transfer table can say where the network falls below 
 
 The regularisation strength is chosen on the validation split from a small grid; the test
 metric is reported. Metrics are the harness's own (`harness.train.losses.metric`): accuracy, or the
-mean squared error in the targets' own units.
+mean squared error in the targets' own units. Rows without the task's label are left out of the
+fit and of the metrics, as training and evaluation leave them out.
 """
 from __future__ import annotations
 
@@ -21,10 +22,17 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from harness.data.base import Dataset, TaskSpec
+from harness.data.labels import present
 
 # Inverse regularisation (logistic C) and ridge alpha, chosen on validation.
 LOGISTIC_C = (0.01, 0.1, 1.0, 10.0)
 RIDGE_ALPHA = (1e-6, 1e-2, 1.0, 100.0)
+
+
+def _labelled(spec: TaskSpec, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of (x, y) with a label, x flattened to (n, features)."""
+    keep = present(spec.kind, y)
+    return x[keep].reshape(int(keep.sum()), -1), y[keep]
 
 
 def _metric(spec: TaskSpec, prediction: np.ndarray, y: np.ndarray) -> float:
@@ -48,20 +56,22 @@ def reference_floor(spec: TaskSpec, data: Dataset, rows: int | None = None) -> d
     x, y = (np.asarray(a) for a in (data.train.x, data.train.y[spec.name]))
     if rows is not None:
         x, y = x[:rows], y[:rows]
-    x, y = x.reshape(len(x), -1), (y if spec.kind == "classification" else y.reshape(len(y), -1))
+    x, y = _labelled(spec, x, y)
+    y = y if spec.kind == "classification" else y.reshape(len(y), -1)
     name, candidates = _candidates(spec)
-    if spec.kind == "classification" and len(np.unique(y)) < 2:
+    if len(y) == 0 or spec.kind == "classification" and len(np.unique(y)) < 2:
         return {"model": name, "strength": None, "val": None, "test": None}  # nothing to fit
     orient = -1.0 if spec.lower_is_better else 1.0
+    evaluated = {split: _labelled(spec, np.asarray(s.x), np.asarray(s.y[spec.name]))
+                 for split, s in (("val", data.val), ("test", data.test))}
     best = None
     for strength, model in candidates:
         with warnings.catch_warnings():  # an unconverged or ill-conditioned fit is still a candidate
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", LinAlgWarning)
             model.fit(x, y)
-        scores = {split: _metric(spec, model.predict(np.asarray(s.x).reshape(len(s.x), -1)),
-                                 np.asarray(s.y[spec.name]))
-                  for split, s in (("val", data.val), ("test", data.test))}
+        scores = {split: _metric(spec, model.predict(xs), ys)
+                  for split, (xs, ys) in evaluated.items()}
         if best is None or orient * scores["val"] > orient * best["val"]:
             best = {"model": name, "strength": strength, **scores}
     return best

@@ -36,10 +36,10 @@ def assert_split_shapes(source, dataset, sizes):
 
 
 def test_registry_holds_every_dataset():
-    assert {"relatedness", "digits", "files"} <= set(DATASETS.names())
+    assert {"relatedness", "digits", "files", "table", "penguins"} <= set(DATASETS.names())
 
 
-@pytest.mark.parametrize("name", ["relatedness", "digits", "files"])
+@pytest.mark.parametrize("name", ["relatedness", "digits", "files", "table", "penguins"])
 def test_yaml_composes_to_the_schema_defaults(name):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -47,12 +47,12 @@ def test_yaml_composes_to_the_schema_defaults(name):
     from harness.config import register_configs
 
     register_configs()
-    overrides = ["data.path=x.npz"] if name == "files" else []
+    overrides = ["data.path=x.npz"] if name in ("files", "table") else []
     conf = os.path.join(os.path.dirname(__file__), "..", "conf")
     with initialize_config_dir(config_dir=os.path.abspath(conf), version_base="1.3"):
         cfg = OmegaConf.to_object(compose(overrides=[f"+data={name}", *overrides]).data)
     schema = DATASETS.get(name).schema
-    expected = schema(path="x.npz") if name == "files" else schema()
+    expected = schema(path="x.npz") if name in ("files", "table") else schema()
     assert type(cfg) is schema and cfg == expected
 
 
@@ -283,6 +283,34 @@ def test_files_standardises_x_with_train_statistics(tmp_path):
     assert not jnp.array_equal(shuffled.train.x, scaled.train.x)
 
 
+def test_files_and_table_paths_stay_required():
+    from omegaconf import MISSING
+
+    from harness.data import table
+    assert files.FilesConfig().path == MISSING and table.TableConfig().path == MISSING
+
+
+def test_files_marks_missing_labels(tmp_path):
+    raw = arrays()
+    cls = raw["cls"].astype(float)
+    cls[::4] = np.nan
+    cls[1::4] = -7
+    reg = raw["reg"].copy()
+    reg[::5] = np.nan
+    path = write(tmp_path, **{**raw, "cls": cls, "reg": reg})
+    cfg = files.FilesConfig(path=path, targets={"cls": "classification", "reg": "regression"},
+                            missing_label=-7, standardize_x=False)
+    source = files.build(cfg)
+    assert source.tasks[0].output_size == 3
+    for split in generate(source):
+        row = np.asarray(split.x[:, 0]).astype(int)
+        gone = (row % 4 == 0) | (row % 4 == 1)
+        np.testing.assert_array_equal(split.y["cls"], np.where(gone, -1, raw["cls"][row]))
+        np.testing.assert_array_equal(np.isnan(split.y["reg"][:, 0]), row % 5 == 0)
+    with pytest.raises(ConfigError, match=r"^data\.targets='cls': class labels >= 0.*data\.missing_label"):
+        files.build(dataclasses.replace(cfg, missing_label=None))
+
+
 def bad_file(tmp_path, kind):
     path = str(tmp_path / "bad.npz")
     if kind == "text":
@@ -309,7 +337,7 @@ CASES = [  # (id, change to the arrays, config fields, expected message)
     ("x_object", changed(X=np.array([{}] * ROWS, dtype=object)), {}, r"^data\.path=.*'X' is not a plain"),
     ("length", changed(cls=np.zeros(ROWS - 1, int)), {}, r"^data\.targets='cls': one row per row of X \(40\)"),
     ("x_nan", changed(X=np.where(np.eye(ROWS, 3) > 0, np.nan, 1.0)), {}, r"^data\.x_key='X': finite values; it has 3 NaN/inf"),
-    ("y_inf", changed(reg=np.r_[np.inf, np.zeros(ROWS - 1)]), {}, r"^data\.targets='reg': finite values; it has 1 NaN/inf"),
+    ("y_inf", changed(reg=np.r_[np.inf, np.zeros(ROWS - 1)]), {}, r"^data\.targets='reg': finite values or NaN \(no label\); it has 1 inf"),
     ("fractional", changed(cls=np.arange(ROWS) / 2), {}, r"^data\.targets='cls': integer class labels"),
     ("negative", changed(cls=np.arange(ROWS) - 1), {}, r"^data\.targets='cls': class labels >= 0"),
     ("too_many", changed(), dict(num_classes={"cls": 2}), r"^data\.num_classes\.cls=2: more than the largest label of cls \(2\)"),
@@ -320,6 +348,7 @@ CASES = [  # (id, change to the arrays, config fields, expected message)
     ("val_zero", changed(), dict(val_fraction=0.0), r"^data\.val_fraction=0\.0: a number in \(0, 1\)"),
     ("test_one", changed(), dict(test_fraction=1.2), r"^data\.test_fraction=1\.2: a number in \(0, 1\)"),
     ("sum", changed(), dict(val_fraction=0.5, test_fraction=0.5), r"^data\.test_fraction=0\.5: val_fraction \+ test_fraction < 1"),
+    ("unlabelled_split", changed(reg=np.full(ROWS, np.nan)), {}, r"^data\.targets='reg': at least one label in each of train, val and test; its train split has none.*data\.npz"),
     ("few_rows", lambda a: {k: v[:5] for k, v in a.items()}, {}, r"^data\.path=.*non-empty train/val/test.*it has 5"),
 ]
 

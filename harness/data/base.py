@@ -26,6 +26,9 @@ class TaskSpec:
         loss softmax cross-entropy, metric "accuracy" (higher is better).
     regression: targets float32 of shape (N, output_size), loss mean squared error,
         metric "mse" (lower is better).
+    missing_labels: some rows lack the label (class -1, or a NaN target; harness.data.labels).
+        Loss, metric and target scale then average over the labelled entries only. A static
+        choice: fully labelled tasks compile the plain means, exactly as before.
     """
 
     name: str
@@ -33,18 +36,20 @@ class TaskSpec:
     output_size: int
     metric: str
     lower_is_better: bool
+    missing_labels: bool = False
 
 
-def classification(name: str, num_classes: int) -> TaskSpec:
-    return TaskSpec(name, "classification", num_classes, "accuracy", False)
+def classification(name: str, num_classes: int, missing_labels: bool = False) -> TaskSpec:
+    return TaskSpec(name, "classification", num_classes, "accuracy", False, missing_labels)
 
 
-def regression(name: str, output_size: int = 1) -> TaskSpec:
-    return TaskSpec(name, "regression", output_size, "mse", True)
+def regression(name: str, output_size: int = 1, missing_labels: bool = False) -> TaskSpec:
+    return TaskSpec(name, "regression", output_size, "mse", True, missing_labels)
 
 
 class Split(NamedTuple):
-    """Inputs shared by all tasks and one target array per task (every task labels every row)."""
+    """Inputs shared by all tasks and one target array per task. A row may lack a task's label:
+    class label -1 or a NaN target (harness.data.labels)."""
 
     x: jax.Array  # (N, D) float32
     y: dict[str, jax.Array]  # task name -> (N,) int32 or (N, k) float32

@@ -15,6 +15,8 @@ import numpy as np
 from omegaconf import MISSING
 
 from harness.data.base import DATASETS, Dataset, DataSource, Split, TaskSpec, classification, regression
+from harness.data.labels import MISSING as NO_LABEL
+from harness.data.labels import require_labels
 from harness.errors import ConfigError, bad
 from harness.schema import Entry
 
@@ -31,6 +33,8 @@ class FilesConfig:
     targets: dict[str, str] = field(default_factory=dict)
     # Classes per classification task; a task left out gets its largest label + 1.
     num_classes: dict[str, int] = field(default_factory=dict)
+    # A class label that means "no label" (e.g. -1); NaN in a float target always does.
+    missing_label: Optional[int] = None
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0  # the row shuffle before splitting
@@ -95,15 +99,17 @@ def load(cfg: FilesConfig) -> dict[str, np.ndarray]:
     return arrays
 
 
-def check_array(key: str, name: str, a: np.ndarray, rows: int | None) -> None:
-    """A numeric, finite array with one row per row of X (when `rows` is given)."""
+def check_array(key: str, name: str, a: np.ndarray, rows: int | None, nan: bool = False) -> None:
+    """A numeric, finite array with one row per row of X (when `rows` is given); with `nan`,
+    NaN (a missing label) is allowed too."""
     if a.dtype.kind not in "biuf":
         raise bad(key, name, f"a bool, integer or float array; it has dtype {a.dtype}")
     if rows is not None and (a.ndim == 0 or len(a) != rows):
         raise bad(key, name, f"one row per row of X ({rows}); it has shape {a.shape}")
-    bad_values = int(a.size - np.isfinite(a).sum())
+    bad_values = int(a.size - (np.isfinite(a) | (nan & np.isnan(a))).sum())
     if bad_values:
-        raise bad(key, name, f"finite values; it has {bad_values} NaN/inf entries")
+        allowed = "finite values or NaN (no label)" if nan else "finite values"
+        raise bad(key, name, f"{allowed}; it has {bad_values} {'inf' if nan else 'NaN/inf'} entries")
 
 
 def target(cfg: FilesConfig, name: str, y: np.ndarray) -> tuple[TaskSpec, np.ndarray]:
@@ -112,17 +118,20 @@ def target(cfg: FilesConfig, name: str, y: np.ndarray) -> tuple[TaskSpec, np.nda
         if y.ndim > 2:
             raise bad("data.targets", name, f"a regression target of shape (N,) or (N, k); it has {y.shape}")
         y = y.reshape(len(y), -1).astype(np.float32)
-        return regression(name, y.shape[1]), y
+        return regression(name, y.shape[1], bool(np.isnan(y).any())), y
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     y = y.astype(np.int64) if y.dtype == bool else y
     if y.ndim != 1:
         raise bad("data.targets", name, f"class labels of shape (N,); it has shape {y.shape}")
+    missing = np.isnan(y) | (y == cfg.missing_label if cfg.missing_label is not None else False)
+    y = np.where(missing, 0, y)
     if np.any(y != np.round(y)):
         raise bad("data.targets", name, "integer class labels; it has non-integer values")
     if y.min() < 0:
-        raise bad("data.targets", name, f"class labels >= 0; its smallest is {y.min():g}")
-    largest = int(y.max())
+        raise bad("data.targets", name, f"class labels >= 0; its smallest is {y.min():g}"
+                  f"{'' if cfg.missing_label is not None else ' (data.missing_label declares a no-label value)'}")
+    largest = int(y[~missing].max()) if (~missing).any() else 0
     declared = cfg.num_classes.get(name)
     if declared is not None and largest >= declared:
         raise bad(f"data.num_classes.{name}", declared, f"more than the largest label of {name} ({largest})")
@@ -130,7 +139,7 @@ def target(cfg: FilesConfig, name: str, y: np.ndarray) -> tuple[TaskSpec, np.nda
     if count < 2:
         raise bad("data.targets", name,
                   "at least two classes; every label is 0 (declare data.num_classes to say more exist)")
-    return classification(name, count), y.astype(np.int32)
+    return classification(name, count, bool(missing.any())), np.where(missing, NO_LABEL, y).astype(np.int32)
 
 
 def build(cfg: FilesConfig) -> DataSource:
@@ -156,7 +165,7 @@ def from_file(cfg: FilesConfig) -> DataSource:
                   f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction}; it has {rows}")
     specs, ys = [], {}
     for name in cfg.targets:
-        check_array("data.targets", name, arrays[name], rows)
+        check_array("data.targets", name, arrays[name], rows, nan=True)
         spec, ys[name] = target(cfg, name, arrays[name])
         specs.append(spec)
     order = np.random.default_rng(cfg.seed).permutation(rows)
@@ -167,6 +176,8 @@ def from_file(cfg: FilesConfig) -> DataSource:
         # A feature constant on train carries no signal; leave it centred instead of dividing by 0.
         x = (x - mean) / np.where(std > 0, std, 1.0)
     splits = [(x[idx], {n: y[idx] for n, y in ys.items()}) for idx in parts]
+    for spec in specs:
+        require_labels("data.targets", spec.name, spec.kind, [y[spec.name] for _, y in splits], cfg.path)
 
     def generate(key: Any, hparams: dict[str, Any]) -> Dataset:
         # The arrays are fixed at build time; the key and hparams play no part.

@@ -14,8 +14,9 @@ Differences from the reference implementation: it runs up to 20 CCCP iterations 
 on M scaled by its Frobenius norm, with early stopping, and keeps the previous alpha when the
 solver fails; here a fixed number of Newton steps on the cosine matrix plus 1e-6 I. When no
 solution exists (zero lies in the convex hull of the gradients, or a task's gradient vanishes)
-the weights grow large but stay finite. The reference also clips the shared gradient norm to 1
-(use optim.clip_norm for that). The diagnostic "residual" is max_t |alpha_t (M alpha)_t - 1|.
+the weights grow large but stay finite; a task whose gradient vanished (no label in the batch)
+is not warm-started from its large weight on the next step. The reference also clips the
+shared gradient norm to 1 (use optim.clip_norm for that). The diagnostic "residual" is max_t |alpha_t (M alpha)_t - 1|.
 Schedules: joint only.
 """
 from __future__ import annotations
@@ -68,7 +69,10 @@ def build(cfg: NashMTLConfig, tasks: tuple[TaskSpec, ...]) -> Method:
         m = gram(grads)
         alpha, alpha_hat = bargaining_weights(m, state, cfg.iters)
         residual = jnp.max(jnp.abs(alpha * (m @ alpha) - 1.0))
-        return MethodOutput(alpha, None, alpha_hat, {"residual": residual})
+        # A vanished gradient (a task without labels in the batch) leaves its beta near 1e3, a
+        # warm start the next step's Newton steps would not leave: that task starts afresh.
+        start = jnp.where(jnp.diag(m) > 0, alpha_hat, 0.0)
+        return MethodOutput(alpha, None, start, {"residual": residual})
 
     return Method(Needs.SHARED_GRADS, init, update, schedules=("joint",))
 

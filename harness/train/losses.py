@@ -1,5 +1,12 @@
 """Per-task loss and metric, chosen by the task's kind (never by its name); regression
-target scaling; the knowledge-distillation term; and the (T,) task losses of one forward pass."""
+target scaling; the knowledge-distillation term; and the (T,) task losses of one forward pass.
+
+Missing labels (tasks whose TaskSpec.missing_labels is set): a class label < 0
+(harness.data.labels.MISSING) or a NaN regression target marks a row (for regression, one column
+of a row) without a label. Losses, metrics and target scales average over the labelled entries;
+a batch without any label for a task gives that task loss 0, metric 0 and zero gradients. The
+NaNs are replaced before any arithmetic, so none reaches a gradient (0 * NaN is NaN in a
+backward pass through `where`)."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -11,6 +18,17 @@ import optax
 from harness.data.base import TaskSpec
 
 
+def labelled(spec: TaskSpec, y: jax.Array) -> jax.Array:
+    """Where `y` holds a label: (N,) for classification, (N, k) for regression."""
+    return y >= 0 if spec.kind == "classification" else jnp.isfinite(y)
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of `values` over the entries of `mask`; 0 when there are none."""
+    total = jnp.sum(jnp.where(mask, values, 0.0))
+    return total / jnp.maximum(jnp.sum(mask, dtype=values.dtype), 1.0)
+
+
 class Scale(NamedTuple):
     """Train-split mean and std of a regression target, per output column."""
 
@@ -20,15 +38,22 @@ class Scale(NamedTuple):
 
 def target_scales(tasks: tuple[TaskSpec, ...], y: dict[str, jax.Array],
                   rows: dict[str, int] | None = None) -> dict[str, Scale]:
-    """Scales of the regression targets from the train rows each task trains on (its first
-    `rows[t]` when given). A column constant on train keeps std 1 (it is only centred)."""
+    """Scales of the regression targets from the labelled train rows each task trains on (its
+    first `rows[t]` when given). A column constant on train keeps std 1 (it is only centred); a
+    column without labels keeps mean 0 and std 1."""
     scales = {}
     for t in tasks:
         if t.kind != "regression":
             continue
         values = y[t.name] if rows is None or t.name not in rows else y[t.name][:rows[t.name]]
-        std = jnp.std(values, axis=0)
-        scales[t.name] = Scale(jnp.mean(values, axis=0), jnp.where(std > 0, std, 1.0))
+        if t.missing_labels:
+            present = jnp.isfinite(values)
+            count = jnp.maximum(jnp.sum(present, axis=0, dtype=values.dtype), 1.0)
+            mean = jnp.sum(jnp.where(present, values, 0.0), axis=0) / count
+            std = jnp.sqrt(jnp.sum(jnp.where(present, (values - mean) ** 2, 0.0), axis=0) / count)
+        else:
+            mean, std = jnp.mean(values, axis=0), jnp.std(values, axis=0)
+        scales[t.name] = Scale(mean, jnp.where(std > 0, std, 1.0))
     return scales
 
 
@@ -42,18 +67,34 @@ def in_target_units(out: dict[str, jax.Array], scales: dict[str, Scale]) -> dict
     return {n: o * scales[n].std + scales[n].mean if n in scales else o for n, o in out.items()}
 
 
+def _labels(spec: TaskSpec, y: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+    """y with its missing entries replaced by 0, and where it is labelled (None: everywhere)."""
+    if not spec.missing_labels:
+        return y, None
+    mask = labelled(spec, y)
+    return jnp.where(mask, y, 0), mask
+
+
+def _average(values: jax.Array, mask: jax.Array | None) -> jax.Array:
+    return jnp.mean(values) if mask is None else _masked_mean(values.astype(jnp.float32), mask)
+
+
 def loss(spec: TaskSpec, out: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy (classification) or mean squared error (regression)."""
+    """Mean softmax cross-entropy (classification) or mean squared error (regression); over the
+    labelled entries where the task has missing labels."""
+    y, mask = _labels(spec, y)
     if spec.kind == "classification":
-        return optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
-    return jnp.mean((out - y) ** 2)
+        return _average(optax.softmax_cross_entropy_with_integer_labels(out, y), mask)
+    return _average((out - y) ** 2, mask)
 
 
 def metric(spec: TaskSpec, out: jax.Array, y: jax.Array) -> jax.Array:
-    """Accuracy (higher is better) or mse (lower is better), as TaskSpec.metric says."""
+    """Accuracy (higher is better) or mse (lower is better), as TaskSpec.metric says; over the
+    labelled entries where the task has missing labels."""
+    y, mask = _labels(spec, y)
     if spec.kind == "classification":
-        return jnp.mean(jnp.argmax(out, axis=-1) == y)
-    return jnp.mean((out - y) ** 2)
+        return _average(jnp.argmax(out, axis=-1) == y, mask)
+    return _average((out - y) ** 2, mask)
 
 
 def distillation(spec: TaskSpec, out: jax.Array, teacher: jax.Array, temperature: jax.Array) -> jax.Array:
