@@ -52,8 +52,10 @@ def main(cfg: DictConfig) -> None:
 def cli() -> None:
     """`mtl-harness [overrides]` (the console command) and `python -m harness [overrides]`."""
     if len(sys.argv) == 1:
-        print("no overrides given: running the default study (experiment=default)")
-        sys.argv.append("experiment=default")
+        # The quickstart leaves a clean checkout clean: its outputs go to the untracked
+        # outputs/default; `experiment=default` alone rewrites the committed results/default.
+        print("no overrides given: running the default study (experiment=default) into outputs/default")
+        sys.argv += ["experiment=default", "hydra.sweep.dir=outputs/default"]
     check_jobs(sys.argv[1:], Path(__file__).resolve())
     try:
         main()

@@ -156,3 +156,19 @@ def test_the_console_command_runs_with_its_help_and_shell_completion(tmp_path):
                                capture_output=True, text=True, timeout=120)
     assert completed.stdout.split() == ["method=pcgrad"]
     assert not list(tmp_path.iterdir())
+
+
+def test_no_arguments_runs_the_default_study_outside_the_committed_results(monkeypatch, tmp_path):
+    """The quickstart (`python -m harness`) writes under the untracked outputs/default; the
+    committed results/default is rewritten only by `experiment=default` itself."""
+    import harness.__main__ as entry
+
+    seen = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["harness"])
+    monkeypatch.setattr(entry, "main", lambda: seen.append(list(sys.argv[1:])))
+    with pytest.raises(SystemExit) as ended:
+        entry.cli()  # the up-front check composes and plans the study's 24 jobs, then main runs
+    assert ended.value.code == 0
+    assert seen == [["experiment=default", "hydra.sweep.dir=outputs/default"]]
+    assert not list(tmp_path.iterdir())
