@@ -7,6 +7,7 @@ conf/<group>/ extends its schema (`- /schema/<group>/<name>@_here_`) and is type
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -110,7 +111,22 @@ class Config:
     skip_incompatible: bool = False
 
 
+def job_dirname(override_dirname: str, limit: int = 120) -> str:
+    """A sweep job's directory name from its overrides: one path component (a `/` in a value,
+    e.g. data.path=data/x.npz, would nest directories), and long names shortened to `limit`
+    characters with a hash of the whole so that they stay distinct."""
+    name = override_dirname.replace("/", "%2F").replace("\\", "%5C") or "job"
+    if name in (".", ".."):
+        name = name.replace(".", "%2E")
+    if len(name) > limit:
+        digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:10]
+        name = f"{name[:limit - 11]}-{digest}"
+    return name
+
+
 def register_configs() -> None:
+    # hydra.sweep.subdir of conf/config.yaml goes through this (Hydra resolves it per job).
+    OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="schema/schedule", name="schedule", node=ScheduleConfig)

@@ -141,3 +141,15 @@ def test_runs_table_holds_parameter_counts_and_the_matched_width(tmp_path):
     assert (mtl["cfg.model.width"] == 64).all() and (mtl["params.width"] != 64).all()
     assert abs(mtl["params.total"].iloc[0] - 2000) / 2000 < 0.05
     assert (stl["params.width"] == 64).all() and (stl["params.shared"] == 0).all()
+
+
+def test_job_directory_names_are_one_component_and_long_ones_stay_distinct():
+    from harness.config import job_dirname
+
+    assert job_dirname("data.path=data/x.npz,seeds=2") == "data.path=data%2Fx.npz,seeds=2"
+    assert job_dirname("") == "job" and job_dirname("..") == "%2E%2E"
+    a, b = (job_dirname("method.weights=[" + ",".join(["1.0"] * 80) + f"],optim.lr={lr}") for lr in (0.1, 0.2))
+    assert len(a) == len(b) == 120 and a != b and "/" not in a
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        sweep = compose("config", return_hydra_config=True).hydra.sweep
+    assert sweep._get_node("subdir")._value() == "${job_dirname:${hydra.job.override_dirname}}"
