@@ -7,6 +7,7 @@ and one line: the key, the bad value and what is allowed.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 from harness.cli import check_jobs, report_error
 from harness.config import register_configs, resolve
 from harness.errors import ConfigError, Incompatible
+from harness.run.objective import objective
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
+    """One job: train what is missing, write its records; return its objective (what an
+    optimising sweeper such as optuna maximises or minimises; harness.run.objective)."""
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode.name == "MULTIRUN"
@@ -45,8 +49,10 @@ def main(cfg: DictConfig) -> None:
         if not run.skip_incompatible:
             report_error(err)
         log.warning(f"skipped (incompatible): {label}: {err}")  # listed by the up-front check too
+        return math.nan
     except ConfigError as err:
         report_error(err)
+    return objective(run, job_dir)
 
 
 def cli() -> None:

@@ -109,6 +109,10 @@ class Config:
     # In a sweep, skip the jobs whose parts refuse each other (a method that does not work with
     # the schedule), one line each, and run the rest; false refuses the whole sweep up front.
     skip_incompatible: bool = False
+    # What the task function returns, for sweepers that optimise (hydra/sweeper=optuna):
+    # "delta_m" (mean r_t over tasks against the baselines, on the validation split) or
+    # "val.<task>" (that task's validation metric, mean over seeds). Never a test metric.
+    objective: str = "delta_m"
 
 
 def job_dirname(override_dirname: str, limit: int = 120) -> str:
@@ -154,10 +158,14 @@ class RunConfig:
     compile_cache: Optional[str]
     distill: DistillConfig = field(default_factory=DistillConfig)
     skip_incompatible: bool = False
+    objective: str = "delta_m"
 
 
-# Fields that say where or how many, not what: excluded from a configuration's identity.
-NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache", "skip_incompatible")
+# Fields that say where or how many, not what: excluded from a configuration's identity. The last
+# two say how a sweep treats its jobs and are not kept in records either (harness.run.plan).
+NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache",
+                "skip_incompatible", "objective")
+SWEEP_ONLY = ("skip_incompatible", "objective")
 
 
 def identity(run: RunConfig) -> dict[str, Any]:
@@ -205,6 +213,9 @@ def _finite(key: str, value) -> None:
 def validate(run: RunConfig) -> None:
     """Check everything that does not need the data; raises ConfigError (one line)."""
     _finite("", run)
+    if run.objective != "delta_m" and not run.objective.startswith("val."):
+        raise bad("objective", run.objective, "delta_m or val.<task> (a validation metric: selecting "
+                  "on the test split would report a biased test result)")
     for key, value in (("seeds", run.seeds), ("train.steps", run.train.steps),
                        ("train.batch_size", run.train.batch_size),
                        ("train.eval_every", run.train.eval_every), ("optim.lr", run.optim.lr)):
@@ -285,7 +296,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
         data=obj.data, model=obj.model, method=obj.method, schedule=obj.schedule, optim=obj.optim,
         train=obj.train, seeds=obj.seeds, seed=obj.seed, baselines=obj.baselines,
         baseline_dir=obj.baseline_dir, study=obj.study, compile_cache=obj.compile_cache,
-        distill=obj.distill, skip_incompatible=obj.skip_incompatible,
+        distill=obj.distill, skip_incompatible=obj.skip_incompatible, objective=obj.objective,
     )
     validate(run)
     return run

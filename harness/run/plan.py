@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.config import RunConfig, identity, single_task
+from harness.config import SWEEP_ONLY, RunConfig, identity, single_task
 from harness.data.base import DATASETS, DataSource, Dataset, Split, select_tasks
 from harness.errors import Incompatible, bad
 from harness.methods.base import METHODS
@@ -157,6 +157,8 @@ def plan(run: RunConfig, sources: dict | None = None, with_baselines: bool = Tru
     # Rows may name any task of the dataset: a baseline keeps the entries of its job's other
     # tasks, which its draw (under alternate) needs.
     check_rows(getattr(run.data, "train_rows", None), dataset.tasks, train_size)
+    if run.objective.startswith("val.") and run.objective.removeprefix("val.") not in names:
+        raise bad("objective", run.objective, f"delta_m or val.<task> for a task among {', '.join(names)}")
     baselines = {}
     for t in tasks if run.baselines else ():
         stl = single_task(run, t.name, names)
@@ -229,10 +231,11 @@ def units(job: Job, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]
 
 
 def recorded_config(run: RunConfig) -> dict:
-    """The config a record keeps: everything but how the sweep treats other jobs
-    (skip_incompatible), which says nothing about this run."""
+    """The config a record keeps: everything but how the sweep treats its jobs (skip_incompatible,
+    objective), which says nothing about this run."""
     d = dataclasses.asdict(run)
-    d.pop("skip_incompatible")
+    for key in SWEEP_ONLY:
+        d.pop(key)
     return d
 
 

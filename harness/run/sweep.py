@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import os
 import shutil
 import sys
@@ -28,6 +29,7 @@ from harness.records import config_hash
 from harness.run import memory
 from harness.run.checkpoint import claimed
 from harness.run.execute import execute_units, static_key
+from harness.run.objective import objective
 from harness.run.plan import PLANNED, Job, Unit, plan, planned, units
 from harness.run.write import write_unit
 
@@ -44,16 +46,19 @@ class Planned:
 
     config: DictConfig
     units: list[Unit]
+    run: RunConfig | None = None
+    job_dir: Path | None = None
     results: dict[int, tuple] = field(default_factory=dict)  # id(unit) -> (out, timing, error)
 
-    def write(self, _cfg: DictConfig) -> None:
+    def write(self, _cfg: DictConfig) -> float:
         """Hydra's task function for this job (its directory, `.hydra/` and log); its records
-        were written as its group finished."""
+        were written as its group finished. Returns the job's objective (harness.run.objective)."""
         for unit in self.units:
             if unit.kind == "mtl" and id(unit) in self.results:
                 _, _, error = self.results[id(unit)]
                 if error:
                     log.error(f"{unit.common['label']}: group failed: {error}")
+        return objective(self.run, self.job_dir) if self.units else math.nan
 
 
 def task_config(cfg: DictConfig) -> DictConfig:
@@ -73,19 +78,19 @@ def prepare(configs: list[DictConfig]) -> list[Planned]:
     # plan only those it did not see.
     jobs = []
     for cfg, run in zip(configs, runs):
+        sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
+        job_dir = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         try:
             job = PLANNED.get(repr(run)) or plan(run, sources)
         except Incompatible as err:
             if not run.skip_incompatible:
                 raise
             log.warning(f"skipped (incompatible): {cfg.hydra.job.override_dirname}: {err}")
-            jobs.append(Planned(cfg, []))  # its directory and .hydra/, but nothing to train
+            jobs.append(Planned(cfg, [], run, job_dir))  # its directory and .hydra/, nothing to train
             continue
-        sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
-        job_dir = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         baseline_dir = Path(run.baseline_dir) if run.baseline_dir else sweep_dir / "baselines"
         label = cfg.hydra.job.override_dirname or run.study
-        jobs.append(Planned(cfg, plan_units(run, job_dir, baseline_dir, label, job)))
+        jobs.append(Planned(cfg, plan_units(run, job_dir, baseline_dir, label, job), run, job_dir))
     return jobs
 
 
