@@ -128,9 +128,12 @@ def job_dirname(override_dirname: str, limit: int = 120) -> str:
     return name
 
 
+# hydra.sweep.subdir of conf/config.yaml goes through this (Hydra resolves it per job, in any
+# process that imports the harness).
+OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
+
+
 def register_configs() -> None:
-    # hydra.sweep.subdir of conf/config.yaml goes through this (Hydra resolves it per job).
-    OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
