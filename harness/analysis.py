@@ -265,12 +265,13 @@ def fmt_number(x: float) -> str:
 def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A transfer table as display text: varying config columns (short names), then `columns`.
 
-    `columns` defaults to task, n, stl, ref, mtl, r, p_holm, verdict, delta_m, baseline; "stl",
+    `columns` defaults to task, metric, n, stl, ref, mtl, r, p_holm, verdict, delta_m, baseline;
+    "metric" names the task's metric and its better direction; "stl",
     "mtl" and "r" show "mean [lo, hi]", "ref" the linear reference, "baseline" the baseline
     checks. Underpowered rows say so in their verdict; "n" adds the multi-task seeds that
     diverged or failed, and a row without any ok pair says "no paired runs".
     """
-    columns = columns or ("task", "n", "stl", "ref", "mtl", "r", "p_holm", "verdict", "delta_m", "baseline")
+    columns = columns or ("task", "metric", "n", "stl", "ref", "mtl", "r", "p_holm", "verdict", "delta_m", "baseline")
     varying = varying_columns(table)
     shown = pd.DataFrame(index=table.index)
     if not varying and table["config_hash"].nunique() > 1:
@@ -291,6 +292,9 @@ def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -
             failed = table["n_mtl_failed"]
             shown[c] = table["n"].astype(str).where(failed.eq(0), table["n"].astype(str) + " (+"
                                                     + failed.astype(str) + " not ok)")
+        elif c == "metric":  # which units the numbers are in, and which way is better
+            shown[c] = table["metric"].astype(str) + table["lower_is_better"].map({True: " (lower better)",
+                                                                                  False: " (higher better)"})
         elif c == "ref":
             shown[c] = table["ref_mean"].map(fmt_number)
         elif c == "baseline":

@@ -232,7 +232,7 @@ def test_format_transfer_is_the_markdown_table():
     runs = table_of(stl("acc", [0.8] * 3), mtl("a", {"acc": [0.9, 0.92, 0.88]}, depth=1),
                     mtl("b", {"acc": [0.7, 0.72, 0.71]}, depth=2))
     shown = format_transfer(transfer_table(runs))
-    assert list(shown.columns) == ["depth", "task", "n", "stl [lo, hi]", "ref", "mtl [lo, hi]",
+    assert list(shown.columns) == ["depth", "task", "metric", "n", "stl [lo, hi]", "ref", "mtl [lo, hi]",
                                    "r_t % [lo, hi]", "p_holm", "verdict", "delta_m", "baseline"]
     assert shown.to_markdown(index=False, disable_numparse=True) == to_markdown(
         transfer_table(runs))
@@ -307,3 +307,11 @@ def test_a_configuration_whose_runs_all_diverged_says_so():
     shown = format_transfer(transfer_table(runs)).set_index("depth")
     assert shown.loc["1", "n"] == "2 (+1 not ok)" and "no paired" not in shown.loc["1", "verdict"]
     assert shown.loc["2", "n"] == "0 (+3 not ok)" and shown.loc["2", "verdict"] == "no paired runs"
+
+
+def test_every_row_says_its_metric_and_which_way_is_better():
+    runs = table_of(stl("acc", [0.8] * 3), stl("err", [2.0] * 3),
+                    mtl("m", {"acc": [0.9, 0.92, 0.88], "err": [1.5, 1.6, 1.4]}))
+    shown = format_transfer(transfer_table(runs)).set_index("task")
+    assert shown.loc["acc", "metric"] == "accuracy (higher better)"
+    assert shown.loc["err", "metric"] == "mse (lower better)"

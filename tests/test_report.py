@@ -445,3 +445,13 @@ def test_collect_writes_the_latex_table_on_request(tmp_path, capsys):
     collect_main([str(sweep), "--latex"])
     assert (sweep / "transfer.tex").read_text().startswith(r"\begin{table*}")
     assert f"latex:  {sweep / 'transfer.tex'}" in capsys.readouterr().out
+
+
+def test_html_verdict_cells_are_coloured_by_their_verdict(tmp_path):
+    paths = write_report(make_runs(grid(schedules=("joint",), correlations=(0.5,), methods=("equal", "pcgrad"))), tmp_path)
+    page = paths["report.html"].read_text()
+    verdicts = transfer_table(make_runs(grid(schedules=("joint",), correlations=(0.5,), methods=("equal", "pcgrad"))))["verdict"]
+    for kind in ("positive", "negative"):
+        cells = re.findall(rf'<td class="verdict {kind}">{kind}', page)
+        assert len(cells) == int((verdicts == kind).sum()) > 0
+    assert "td.verdict.positive" in page and "td.verdict.negative" in page

@@ -24,6 +24,8 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
 table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
 tr:nth-child(even) td { background: #fafafa; }
+/* Verdicts at a glance: helped green, hurt red (the text says it too, for colour-blind readers). */
+td.verdict.positive { background: #d8f0d8; } td.verdict.negative { background: #f6d5d5; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 12px; color: #555; }
 /* Figures keep their own width (never scaled up), as many per row as fit. */
@@ -106,9 +108,19 @@ def _figure(plot: Plot) -> str:
             f"<figcaption>{caption}</figcaption></figure>")
 
 
+def _cell(column: str, value: object) -> str:
+    """A table cell; a verdict cell carries its verdict as a class (coloured by the style)."""
+    text = str(value)
+    if column == "verdict":
+        kind = text.split(",")[0].strip().replace(" ", "-")
+        return f'<td class="verdict {html.escape(kind)}">{html.escape(text)}</td>'
+    return f"<td>{html.escape(text)}</td>"
+
+
 def _table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.frame.columns)
-    rows = "\n".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+    columns = [str(c) for c in table.frame.columns]
+    rows = "\n".join("<tr>" + "".join(_cell(c, v) for c, v in zip(columns, row)) + "</tr>"
                      for row in table.frame.itertuples(index=False))
     return (f'<table class="sortable"><thead><tr>{head}</tr></thead>\n'
             f"<tbody>\n{rows}\n</tbody></table>")
