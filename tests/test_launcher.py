@@ -187,3 +187,26 @@ def test_incompatible_jobs_are_skipped_when_asked_and_the_rest_run(tmp_path, mon
     assert len(listed) == 1 and "method=pcgrad" in listed[0]
     recs = [json.loads(p.read_text()) for p in (tmp_path / "basic").rglob("runs/seed_*.json")]
     assert {r["config"]["method"]["name"] for r in recs} == {"equal"} and len(recs) == 2
+
+
+def test_batched_groups_run_as_ray_tasks_give_the_inline_results(tmp_path):
+    """hydra.launcher.executor=ray: each group is a task on a local Ray cluster (started here);
+    the records are those of the inline run."""
+    import ray
+
+    from harness.run.ray_executor import RayExecutor
+
+    points = [["optim.lr=0.01"], ["optim.lr=0.02"]]
+    results = {}
+    for where, executor in (("inline", None), ("ray", "ray")):
+        jobs = launch.prepare(sweep_configs(tmp_path / where, points))
+        try:
+            launch.execute(jobs, 64, executor=RayExecutor({"num_cpus": 1}) if executor else None)
+        finally:
+            if executor:
+                ray.shutdown()
+        results[where] = {(r["config"]["optim"]["lr"], r["seed"]): r["metrics"]["test"]
+                          for r in (json.loads(p.read_text()) for p in (tmp_path / where).rglob("runs/seed_*.json"))}
+    assert len(results["ray"]) == 4 and results["ray"].keys() == results["inline"].keys()
+    for key, metrics in results["inline"].items():
+        assert results["ray"][key] == pytest.approx(metrics, rel=1e-6)

@@ -29,6 +29,11 @@ class BatchedLauncherConf:
     # parameters, e.g. {timeout_min: 60, slurm_partition: gpu, gpus_per_node: 1}.
     executor: str = "inline"
     submitit: Dict[str, Any] = field(default_factory=dict)
+    # executor=ray: `ray.init` arguments, e.g. {address: auto} to join a running cluster, or
+    # {num_cpus: 4} for a local one (the default starts a local cluster); `ray_remote`: each
+    # group's resources, e.g. {num_gpus: 1} (needs the [ray] extra).
+    ray: Dict[str, Any] = field(default_factory=dict)
+    ray_remote: Dict[str, Any] = field(default_factory=dict)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf,
@@ -37,9 +42,11 @@ ConfigStore.instance().store(group="hydra/launcher", name="batched", node=Batche
 
 class BatchedLauncher(Launcher):
     def __init__(self, max_batch: int = 4096, executor: str = "inline",
-                 submitit: Optional[Dict[str, Any]] = None) -> None:
+                 submitit: Optional[Dict[str, Any]] = None, ray: Optional[Dict[str, Any]] = None,
+                 ray_remote: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         self.max_batch, self.executor_name, self.submitit = max_batch, executor, dict(submitit or {})
+        self.ray, self.ray_remote = dict(ray or {}), dict(ray_remote or {})
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
 
@@ -76,15 +83,23 @@ class BatchedLauncher(Launcher):
         return returns
 
     def make_executor(self):
-        """None (inline) or a submitit executor that takes one group per job."""
+        """None (inline), or an executor that takes one group per job: submitit (local or SLURM)
+        or Ray (harness.run.ray_executor)."""
         from harness.cli import report_error
         from harness.errors import bad
 
-        kinds = {"inline": None, "submitit_local": "local", "submitit_slurm": "slurm"}
+        kinds = {"inline": None, "submitit_local": "local", "submitit_slurm": "slurm", "ray": "ray"}
         if self.executor_name not in kinds:
             report_error(bad("hydra.launcher.executor", self.executor_name, f"one of {', '.join(kinds)}"))
         if kinds[self.executor_name] is None:
             return None
+        if self.executor_name == "ray":
+            from harness.run.ray_executor import RayExecutor
+
+            try:
+                return RayExecutor(self.ray, self.ray_remote)
+            except ImportError:
+                report_error(bad("hydra.launcher.executor", "ray", "needs ray: pip install -e '.[ray]'"))
         try:
             import submitit
         except ImportError:
