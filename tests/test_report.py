@@ -455,3 +455,14 @@ def test_html_verdict_cells_are_coloured_by_their_verdict(tmp_path):
         cells = re.findall(rf'<td class="verdict {kind}">{kind}', page)
         assert len(cells) == int((verdicts == kind).sum()) > 0
     assert "td.verdict.positive" in page and "td.verdict.negative" in page
+
+
+def test_heatmaps_share_one_symmetric_colour_scale():
+    from harness.report.document import Plot
+
+    table = transfer_table(make_runs(grid(methods=("equal", "pcgrad"))))
+    plot = next(b for b in heatmap_blocks(table) if isinstance(b, Plot))
+    images = [im for ax in plot.figure.axes for im in ax.get_images()]
+    limits = {im.get_clim() for im in images}
+    values = np.concatenate([table["r_mean"].to_numpy(float), table["delta_m"].to_numpy(float)])
+    assert len(images) > 3 and limits == {(-np.nanmax(np.abs(values)), np.nanmax(np.abs(values)))}

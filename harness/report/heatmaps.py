@@ -84,7 +84,7 @@ def _draw(ax: Axes, grid: np.ndarray, marks: np.ndarray, xs: list[str], ys: list
     for (i, j), v in np.ndenumerate(grid):
         if np.isfinite(v):
             dark = abs(v) > 0.6 * limit
-            ax.text(j, i, f"{v:.2f}{marks[i, j]}", ha="center", va="center", fontsize=8,
+            ax.text(j, i, f"{v:.2f}{marks[i, j]}", ha="center", va="center", fontsize=9,
                     color="white" if dark else "black")
     ax.set_xticks(range(len(xs)), xs)
     ax.set_yticks(range(len(ys)), ys)
@@ -116,7 +116,10 @@ def heatmap_blocks(table: pd.DataFrame) -> list[Block]:
     configs = table.drop_duplicates("config_hash").drop(columns="verdict")
     columns = [("delta_m", configs, "delta_m")] + [
         (f"r_t {t}", table[table["task"].eq(t)], "r_mean") for t in tasks]
-    limits = [symmetric_limit(rows[value].to_numpy(float)) for _, rows, value in columns]
+    # One symmetric scale for the whole figure: the same colour is the same % in every panel,
+    # so delta_m and each task's r_t can be compared by eye.
+    limit = symmetric_limit(np.concatenate([rows[value].to_numpy(float) for _, rows, value in columns]))
+    limits = [limit] * len(columns)
     fig = new_figure(len(columns) * (2.2 + 0.7 * len(xs)),
                      len(panels) * (1.3 + 0.45 * len(ys)) + 0.3)
     # One subfigure per panel row: its name once above the row, not in every crowded title.
