@@ -4,6 +4,7 @@ Switched on per command line, each needing its extra (`pip install -e ".[tracker
 
     python -m harness ... +hydra/callbacks=mlflow        # MLflow, local SQLite: sqlite:///mlruns.db
     python -m harness ... +hydra/callbacks=tensorboard   # TensorBoard event files: tensorboard/
+    python -m harness ... +hydra/callbacks=wandb         # W&B, offline: wandb_runs/wandb/
 
 When a job ends, every record it wrote, and the baselines it is compared with, are sent to the
 tracker: the run's config (flattened, `data.correlation`, ...) as parameters, its learning curves
@@ -11,10 +12,12 @@ per task at their training steps (`val.<task>`, `test.<task>`, `train_loss.<task
 `weights.<task>`, ...), and its final metrics (`final.val.<task>`, `final.test.<task>`). The
 records stay the source of truth: a tracker holds a copy, made after they are on disk, and a
 record already tracked (same kind, config hash and seed) is not sent twice, so re-running a
-sweep does not duplicate runs. Nothing is sent anywhere: both trackers write local files.
+sweep does not duplicate runs. Nothing is sent anywhere: every tracker writes local files (W&B
+only with `mode: online`, the user's choice).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -158,4 +161,38 @@ class TensorBoard(Tracker):
                 writer.add_scalar(name, value, step)
         finally:
             writer.close()
+        return True
+
+
+class WandB(Tracker):
+    """One W&B run per record, offline by default: written under `<dir>/wandb/` for a later
+    `wandb sync`, nothing sent. The run id is derived from the record, so a record already in
+    `dir` is not written again."""
+
+    def __init__(self, dir: str = "wandb_runs", project: str | None = None, mode: str = "offline") -> None:
+        self.dir, self.project, self.mode = Path(dir), project, mode
+
+    def track(self, study: str, rec: Record) -> bool:
+        try:
+            import wandb
+        except ImportError:
+            raise ImportError('the W&B tracker needs wandb: pip install -e ".[trackers]"') from None
+        run_id = hashlib.sha1(record_key(rec).encode()).hexdigest()[:16]
+        if list((self.dir / "wandb").glob(f"*-{run_id}")):
+            return False
+        self.dir.mkdir(parents=True, exist_ok=True)
+        run = wandb.init(project=self.project or study, name=f"{rec.label} seed {rec.seed}", id=run_id,
+                         config=params(rec), dir=str(self.dir), mode=self.mode, reinit="create_new",
+                         settings=wandb.Settings(silent=True))
+        try:
+            by_step: dict[int, dict[str, float]] = {}
+            for name, step, value in series(rec):
+                if name.startswith("final."):
+                    run.summary[name] = value
+                else:
+                    by_step.setdefault(step, {})[name] = value
+            for step in sorted(by_step):  # W&B wants steps in increasing order
+                run.log(by_step[step], step=step)
+        finally:
+            run.finish(exit_code=0 if rec.status == "ok" else 1)
         return True

@@ -64,3 +64,54 @@ def test_a_broken_tracker_never_costs_the_job(tmp_path, caplog):
     tracker = MLflow("notascheme://nowhere")
     tracker.on_job_end(config, None)  # logs one warning, raises nothing
     assert any("MLflow: tracking" in r.message for r in caplog.records)
+
+
+def read_wandb(path):
+    """The records of a W&B run file, read with W&B's own protobuf schema: a 7-byte header, then
+    LevelDB-log records (7-byte header: crc32, length, type) in 32 KiB blocks."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, out, pos, pending = path.read_bytes(), [], 7, b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        room = 32768 - pos % 32768
+        if room < 7:  # a block's tail too short for a header is padding
+            pos += room
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        pending += chunk
+        if kind in (1, 4):  # FULL or LAST
+            record = pb.Record()
+            record.ParseFromString(pending)
+            out.append(record)
+            pending = b""
+    return out
+
+
+def test_wandb_offline_runs_hold_the_config_curves_and_final_metrics(tmp_path):
+    from harness.trackers import WandB
+
+    config, records = finished_job(tmp_path)
+    tracker = WandB(str(tmp_path / "wb"))
+    tracker.on_job_end(config, None)
+    tracker.on_job_end(config, None)
+    run_dirs = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 6
+    rec = next(r for r in records if r["seed"] == 1)
+    history, config_items, summary = {}, {}, {}
+    for run_dir in run_dirs:
+        parsed = read_wandb(next(run_dir.glob("run-*.wandb")))
+        names = {i.key: json.loads(i.value_json) for r in parsed if r.HasField("run") for i in r.run.config.update}
+        if names.get("kind") == "mtl" and names["seed"] == "1":
+            config_items = names
+            for r in parsed:
+                if r.HasField("history"):
+                    items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+                    history[items["_step"]] = items
+                if r.HasField("summary"):
+                    summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
+    assert config_items["method.name"] == "equal" and config_items["model.shared_depth"] == "1"
+    assert sorted(history) == STEPS
+    assert [history[s]["val.acc"] for s in STEPS] == pytest.approx(rec["curves"]["val"]["acc"])
+    assert summary["final.test.err"] == pytest.approx(rec["metrics"]["test"]["err"])
