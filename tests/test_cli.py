@@ -155,6 +155,9 @@ def test_the_console_command_runs_with_its_help_and_shell_completion(tmp_path):
     completed = subprocess.run([str(command), "-sc", "query=bash"], cwd=tmp_path, env=env,
                                capture_output=True, text=True, timeout=120)
     assert completed.stdout.split() == ["method=pcgrad"]
+    info = subprocess.run([str(command), "--info"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    lines = (info.stdout + info.stderr).splitlines()
+    assert info.returncode == 0 and lines.count("Installed Hydra Plugins") == 1  # each line once
     assert not list(tmp_path.iterdir())
 
 

@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from harness.train import Trainer
 
@@ -62,6 +61,10 @@ def run_in_segments(train: Trainer, keys, hp, data, data_axis, every_chunks: int
     among the outputs being the last training state. The caller removes the checkpoint directory once the run's records are on
     disk (a kill before that resumes from the last segment instead of training again).
     """
+    # Imported here, not with the module: orbax logs through absl at import, and absl then gives
+    # the root logger a handler of its own, so Hydra's --info printed every line twice.
+    import orbax.checkpoint as ocp
+
     total = train.num_chunks
     vinit = jax.jit(jax.vmap(lambda k, h: train.init(jax.random.key(k), h)))
     vrun = jax.jit(jax.vmap(
