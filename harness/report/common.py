@@ -1,6 +1,7 @@
 """Helpers shared by the report's figures: value ordering, configuration names, bands, caps."""
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -75,3 +76,10 @@ def symmetric_limit(values: np.ndarray) -> float:
     """Half-width of a colour scale centred on 0 that holds every finite value."""
     finite = np.abs(values[np.isfinite(values)])
     return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+def wrap_label(label: str, width: int = 28, max_lines: int = 6) -> str:
+    """A configuration's label wrapped at its commas: a command line's overrides on one line
+    would squeeze a plot's axes to nothing or run off the figure."""
+    lines = textwrap.wrap(label.replace(",", ", "), width) or [""]
+    return "\n".join(lines[:max_lines - 1] + ["..."] if len(lines) > max_lines else lines)

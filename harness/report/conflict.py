@@ -13,7 +13,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harness.analysis import fmt_number, interval
 from harness.report.common import (band, capped, config_frame, config_names, draw_band,
-                                   new_figure)
+                                   new_figure, wrap_label)
 from harness.report.curves import configs_with, select
 from harness.report.document import Block, Gallery, Plot, Table, skipped
 
@@ -89,7 +89,7 @@ def _plot_config(curves: pd.DataFrame, config: str, name: str) -> Plot:
         ax.set_xlabel("step")
         ax.set_ylabel(label, fontsize="small")
     cos_ax.legend(fontsize="x-small", title="a|b", title_fontsize="x-small")
-    fig.suptitle(name, fontsize="medium")
+    fig.suptitle(wrap_label(name, width=70, max_lines=3), fontsize="medium")
     caption = (f"{name}: gradient cosine, conflict fraction and norm ratio per task pair over "
                "training; mean and min-max band over seeds")
     return Plot(f"conflict_{config}", fig, caption)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.report.common import band, capped, config_names, draw_band, new_figure
+from harness.report.common import band, capped, config_names, draw_band, new_figure, wrap_label
 from harness.report.curves import configs_with, select
 from harness.report.document import Block, Gallery, Plot
 
@@ -42,7 +42,7 @@ def _plot_config(values: pd.DataFrame, config: str, name: str, tasks: set[str]) 
         ax.set_xlabel("step")
         if grouped[panel] != [panel]:  # per-task lines
             ax.legend(fontsize="x-small")
-    fig.suptitle(name, fontsize="medium")
+    fig.suptitle(wrap_label(name, width=70, max_lines=3), fontsize="medium")
     left_out = len(grouped) - len(shown)
     caption = (f"{name}: method diagnostics over training; mean and min-max band over seeds"
                + (f" ({left_out} more diagnostics not drawn)" if left_out else ""))

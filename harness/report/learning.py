@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.report.common import band, capped, config_names, draw_band, new_figure
+from harness.report.common import band, capped, config_names, draw_band, new_figure, wrap_label
 from harness.report.curves import configs_with, select
 from harness.report.document import Block, Gallery, Plot, skipped
 
@@ -42,7 +42,7 @@ def _plot_config(table: pd.DataFrame, curves: pd.DataFrame, config: str, name: s
         ax.set_ylabel(f"{split} {row['metric']} ({direction(row['lower_is_better'])})",
                       fontsize="small")
         ax.legend(fontsize="x-small")
-    fig.suptitle(name, fontsize="medium")
+    fig.suptitle(wrap_label(name, width=70, max_lines=3), fontsize="medium")
     caption = (f"{name}: {split} metric per evaluation, multi-task (solid) against the "
                "single-task baseline (dashed); mean and min-max band over seeds")
     return Plot(f"curves_{config}", fig, caption)

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from harness.analysis import cfg_text, short_names, varying_columns
-from harness.report.common import config_names, new_figure
+from harness.report.common import config_names, new_figure, wrap_label
 from harness.report.document import Block, Plot, skipped
 from harness.report.heatmaps import MAX_PANELS
 from harness.report.learning import baselines, direction
@@ -83,7 +83,7 @@ def tradeoff_blocks(table: pd.DataFrame, runs: pd.DataFrame) -> list[Block]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     handles["single-task"] = handles.pop("single-task")  # last in the legend
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", fontsize="small",
+    fig.legend(handles.values(), [wrap_label(k) for k in handles], loc="outside lower center", fontsize="small",
                ncols=min(4, len(handles)))
     caption = (f"Trade-off between {tasks[0]} and {tasks[1]}: multi-task mean per configuration "
                "with 95% t-intervals over paired seeds; the star is the single-task baseline; "

@@ -1,14 +1,12 @@
 """The transfer plot: mean r_t per task with its interval, against the varying config columns."""
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.analysis import cfg_text, varying_columns
-from harness.report.common import new_figure, ordered
+from harness.report.common import new_figure, ordered, wrap_label
 
 # Preferred roles in the plot, used when the column varies: x axis, lines, panel rows.
 X_COLUMN, LINE_COLUMN, ROW_COLUMN = ("cfg.model.shared_depth", "cfg.schedule.name",
@@ -77,7 +75,7 @@ def plot_transfer(table: pd.DataFrame) -> Figure:
 def _plot_bars(table: pd.DataFrame, tasks: list[str]) -> Figure:
     # Nothing varies: one bar per configuration and task.
     names = table["label"].fillna("").astype(str)
-    names = names.where(names.ne(""), table["config_hash"].str[:8]).map(tick_label)
+    names = names.where(names.ne(""), table["config_hash"].str[:8]).map(wrap_label)
     lines = max((n.count("\n") + 1 for n in names), default=1)
     fig = new_figure(max(4 * len(tasks), 6), 3 + 0.15 * lines)
     axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
@@ -93,9 +91,3 @@ def _plot_bars(table: pd.DataFrame, tasks: list[str]) -> Figure:
     fig.suptitle(PLOT_TITLE, fontsize="medium")
     return fig
 
-
-def tick_label(label: str, width: int = 28, max_lines: int = 6) -> str:
-    """A configuration's label wrapped at its commas: a command line's overrides as one tick
-    would squeeze the axes to nothing."""
-    lines = textwrap.wrap(label.replace(",", ", "), width) or [""]
-    return "\n".join(lines[:max_lines - 1] + ["..."] if len(lines) > max_lines else lines)
