@@ -1,0 +1,96 @@
+"""The iterative solvers against exact float64 solutions computed here by enumerating active sets."""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from harness.data.base import regression
+from harness.methods import METHODS
+from harness.schema import dynamic_values
+
+# ---------------------------------------------------------------- exact references (float64)
+
+def subsets(t: int):
+    for k in range(1, t + 1):
+        yield from itertools.combinations(range(t), k)
+
+
+def min_norm_exact(g: np.ndarray) -> np.ndarray:
+    """The min-norm point of the convex hull of the rows of g (linearly independent rows): on
+    the optimal support S, M_SS a = lambda 1, sum a = 1; try every S, keep the best feasible."""
+    m, t = g @ g.T, len(g)
+    best, point = np.inf, None
+    for s in map(list, subsets(t)):
+        k = len(s)
+        kkt = np.zeros((k + 1, k + 1))
+        kkt[:k, :k], kkt[:k, k], kkt[k, :k] = m[np.ix_(s, s)], -1.0, 1.0
+        a = np.linalg.solve(kkt, np.eye(k + 1)[k])[:k]
+        if a.min() >= 0 and a @ m[np.ix_(s, s)] @ a < best:
+            best, point = a @ m[np.ix_(s, s)] @ a, a @ g[s]
+    return point
+
+
+def dual_cone_projection(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The projection of x onto {d : g d >= 0}: the projection of x onto null(g_A) for the
+    optimal active set A; try every A, keep the feasible one nearest to x."""
+    best, point = np.inf, None
+    for a in itertools.chain([()], subsets(len(g))):
+        ga = g[list(a)]
+        d = x - ga.T @ np.linalg.lstsq(ga @ ga.T, ga @ x, rcond=None)[0] if a else x
+        if np.min(g @ d) >= -1e-9 * np.linalg.norm(x) * np.linalg.norm(g) and np.linalg.norm(d - x) < best:
+            best, point = np.linalg.norm(d - x), d
+    return point
+
+
+def cagrad_exact(g: np.ndarray, c: float = 0.4) -> np.ndarray:
+    """max_d min_t g_t . d over ||d - g0|| <= c ||g0||, by a fine SLSQP solve of the dual
+    (the reference implementation's own solver, in float64 from every vertex), / (1 + c^2)."""
+    from scipy.optimize import minimize
+
+    g0 = g.mean(axis=0)
+    radius = c * np.linalg.norm(g0)
+    dual = lambda w: w @ (g @ g0) + radius * np.linalg.norm(w @ g)  # noqa: E731
+    t = len(g)
+    starts = [np.full(t, 1.0 / t)] + list(0.9 * np.eye(t) + 0.1 / t)
+    best = min((minimize(dual, w0, method="SLSQP", bounds=[(0, 1)] * t, options={"ftol": 1e-15, "maxiter": 1000},
+                         constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}]) for w0 in starts),
+               key=lambda r: r.fun)
+    gw = best.x @ g
+    return (g0 + radius * gw / np.linalg.norm(gw)) / (1 + c**2)
+
+
+EXACT = {
+    "mgda": min_norm_exact,
+    "upgrad": lambda g: sum(dual_cone_projection(g, gt) for gt in g) / len(g),
+    "cagrad": cagrad_exact,
+}
+
+
+def conflicting(num_tasks: int, num_params: int, count: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(100 * num_params + num_tasks)
+    out = []
+    while len(out) < count:
+        g = rng.normal(size=(num_tasks, num_params)) * rng.uniform(0.1, 3.0, size=(num_tasks, 1))
+        if (g @ g.T).min() < 0:
+            out.append(g)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_default_iterations_reach_the_exact_solution(name):
+    """With their default iteration caps the solvers land within 1e-3 (relative to the mean
+    gradient norm) of the float64 solution, on conflicting problems with 2 to 6 tasks."""
+    entry = METHODS.get(name)
+    for num_tasks in range(2, 7):
+        grads = conflicting(num_tasks, 8)
+        method = entry.build(entry.schema(), tuple(regression(f"t{t}") for t in range(num_tasks)))
+        hp = {k: jnp.asarray(v) for k, v in dynamic_values(entry.schema()).items()}
+        update = jax.jit(jax.vmap(lambda g: method.update(jnp.ones(num_tasks), g, (), jax.random.key(0), hp).direction))
+        ours = np.asarray(update(jnp.asarray(grads, jnp.float32)), float)
+        for g, d in zip(grads, ours):
+            error = np.linalg.norm(d - EXACT[name](g)) / np.mean(np.linalg.norm(g, axis=1))
+            assert error <= 1e-3, (num_tasks, error)
