@@ -350,6 +350,17 @@ def test_gradvac_from_zero_targets_is_pcgrad_and_then_reaches_its_target():
     assert float(targets[0, 1]) < 0.5  # the target moves towards the observed (conflicting) cosine
 
 
+def test_gradvac_correction_stays_bounded_when_the_target_rounds_to_one():
+    """Targets at 1 (two tasks that always agreed) ask for an infinite multiple of g_j; the cap at
+    0.999 keeps the correction within ||g_i'|| / sin(arccos 0.999) ~ 22.4 ||g_i'||."""
+    pair = jnp.asarray([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0]])
+    corrected, _ = vaccinate(pair, jnp.ones((2, 2)), jnp.asarray(0.5), jax.random.key(0))
+    assert bool(jnp.all(jnp.isfinite(corrected)))
+    assert float(jnp.max(jnp.linalg.norm(corrected, axis=1))) <= 23.5
+    cos = corrected[0] @ pair[1] / (jnp.linalg.norm(corrected[0]) * jnp.linalg.norm(pair[1]))
+    np.testing.assert_allclose(cos, 0.999, atol=1e-4)
+
+
 def test_aligned_mtl_aligns_to_orthogonal_gradients_of_equal_norm():
     """B G has orthogonal rows of norm sigma_min (Senushkin et al. 2023), so with d the sum of those
     rows, G d = sigma_min M^(1/2) 1."""

@@ -1,4 +1,6 @@
-"""The iterative solvers against exact float64 solutions computed here by enumerating active sets."""
+"""Every gradient method on degenerate task gradients (a vanished gradient, duplicated tasks,
+more tasks than parameters, norms spread over six orders of magnitude), and the iterative
+solvers against exact float64 solutions computed here by enumerating active sets."""
 from __future__ import annotations
 
 import itertools
@@ -10,7 +12,60 @@ import pytest
 
 from harness.data.base import regression
 from harness.methods import METHODS
+from harness.methods.base import Needs
 from harness.schema import dynamic_values
+
+GRADIENT_METHODS = [n for n in METHODS.names()
+                    if METHODS.get(n).build(METHODS.get(n).schema(), (regression("a"), regression("b"))).needs
+                    is not Needs.LOSSES]
+# d . g_t >= 0 for every task whenever such a d != 0 exists (Nash-MTL: g_t . d = 1 / alpha_t).
+NON_CONFLICTING = {"mgda", "mgda_ub", "upgrad", "nash_mtl"}
+# The min-norm point of the convex hull: exactly 0 when a task's gradient is 0.
+MIN_NORM = {"mgda", "mgda_ub"}
+
+CASES = {
+    "zero_row": [[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 0.0]],
+    "identical": [[1.0, 2.0, 0.0], [1.0, 2.0, 0.0], [-0.5, 1.0, 1.0]],
+    # five tasks in R^3 with pairwise conflicts but a common descent direction (e_1)
+    "more_tasks_than_params": [[1.0, 2.0, 0.0], [1.0, -2.0, 0.5], [1.0, 0.0, -2.0], [0.5, 1.0, 1.5],
+                               [1.0, -1.0, -1.0]],
+    "norms_spread_1e6": [[1e-3, 0.0, 0.0], [0.0, 1.0, 0.0], [-600.0, 500.0, 600.0]],
+}
+
+
+def one_update(name: str, grads: np.ndarray):
+    """(weights, direction) of one update from a fresh state, losses 1."""
+    num_tasks = grads.shape[0]
+    entry = METHODS.get(name)
+    cfg = entry.schema()
+    method = entry.build(cfg, tuple(regression(f"t{t}") for t in range(num_tasks)))
+    hp = {k: jnp.asarray(v) for k, v in dynamic_values(cfg).items()}
+    g = jnp.asarray(grads, jnp.float32)
+    out = jax.jit(method.update)(jnp.ones(num_tasks), g, method.init(num_tasks, g.shape[1]), jax.random.key(0), hp)
+    direction = out.weights @ g if out.direction is None else out.direction
+    return np.asarray(out.weights, float), np.asarray(direction, float)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+def test_degenerate_gradients_give_a_finite_bounded_useful_direction(name, case):
+    g = np.asarray(CASES[case], float)
+    weights, d = one_update(name, g)
+    assert np.all(np.isfinite(weights)) and np.all(np.isfinite(d))
+    norms = np.linalg.norm(g, axis=1)
+    live = norms > 0
+    # bounded: a weight may undo a small gradient's scale (1 / smallest live norm), no more than
+    # 1e4 times that; the direction stays within 1e3 times the largest gradient
+    assert np.max(np.abs(weights)) <= 1e4 / norms[live].min()
+    assert np.linalg.norm(d) <= 1e3 * norms.max()
+    if name in MIN_NORM and case == "zero_row":
+        assert np.linalg.norm(d) <= 1e-6  # 0 is in the hull: Pareto-stationary
+        return
+    assert np.linalg.norm(d) >= 1e-2 * norms[live].min()  # the live tasks still move
+    if name in NON_CONFLICTING:
+        cos = g[live] @ d / (norms[live] * np.linalg.norm(d))
+        assert cos.min() >= -1e-3
+
 
 # ---------------------------------------------------------------- exact references (float64)
 
