@@ -135,17 +135,32 @@ def conflicting(num_tasks: int, num_params: int, count: int = 6) -> np.ndarray:
     return np.stack(out)
 
 
+def solver_errors(name: str, num_tasks: int, num_params: int) -> np.ndarray:
+    """||d - d_exact|| / mean_t ||g_t|| for the method's default config on conflicting problems."""
+    entry = METHODS.get(name)
+    grads = conflicting(num_tasks, num_params)
+    method = entry.build(entry.schema(), tuple(regression(f"t{t}") for t in range(num_tasks)))
+    hp = {k: jnp.asarray(v) for k, v in dynamic_values(entry.schema()).items()}
+    update = jax.jit(jax.vmap(lambda g: method.update(jnp.ones(num_tasks), g, (), jax.random.key(0), hp).direction))
+    ours = np.asarray(update(jnp.asarray(grads, jnp.float32)), float)
+    return np.asarray([np.linalg.norm(d - EXACT[name](g)) / np.mean(np.linalg.norm(g, axis=1))
+                       for g, d in zip(grads, ours)])
+
+
 @pytest.mark.parametrize("name", sorted(EXACT))
 def test_default_iterations_reach_the_exact_solution(name):
     """With their default iteration caps the solvers land within 1e-3 (relative to the mean
     gradient norm) of the float64 solution, on conflicting problems with 2 to 6 tasks."""
-    entry = METHODS.get(name)
     for num_tasks in range(2, 7):
-        grads = conflicting(num_tasks, 8)
-        method = entry.build(entry.schema(), tuple(regression(f"t{t}") for t in range(num_tasks)))
-        hp = {k: jnp.asarray(v) for k, v in dynamic_values(entry.schema()).items()}
-        update = jax.jit(jax.vmap(lambda g: method.update(jnp.ones(num_tasks), g, (), jax.random.key(0), hp).direction))
-        ours = np.asarray(update(jnp.asarray(grads, jnp.float32)), float)
-        for g, d in zip(grads, ours):
-            error = np.linalg.norm(d - EXACT[name](g)) / np.mean(np.linalg.norm(g, axis=1))
-            assert error <= 1e-3, (num_tasks, error)
+        errors = solver_errors(name, num_tasks, 8)
+        assert errors.max() <= 1e-3, (num_tasks, errors.max())
+
+
+@pytest.mark.parametrize("num_params", [2, 3])
+def test_upgrad_is_exact_with_more_tasks_than_parameters(num_params):
+    """The Gram matrix is singular; coordinate descent needed 1e5 sweeps and more here. Typical
+    errors are below 1e-4; where the gradients positively span the space the answer is 0 and
+    float32 rounding in the nearly singular active set can leave a few 1e-3."""
+    for num_tasks in range(num_params + 1, 7):
+        errors = solver_errors("upgrad", num_tasks, num_params)
+        assert np.median(errors) <= 1e-4 and errors.max() <= 5e-3, (num_tasks, errors)
