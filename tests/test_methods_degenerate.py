@@ -19,7 +19,7 @@ GRADIENT_METHODS = [n for n in METHODS.names()
                     if METHODS.get(n).build(METHODS.get(n).schema(), (regression("a"), regression("b"))).needs
                     is not Needs.LOSSES]
 # d . g_t >= 0 for every task whenever such a d != 0 exists (Nash-MTL: g_t . d = 1 / alpha_t).
-NON_CONFLICTING = {"mgda", "mgda_ub", "upgrad", "nash_mtl"}
+NON_CONFLICTING = {"mgda", "mgda_ub", "upgrad", "dualproj", "nash_mtl"}
 # The min-norm point of the convex hull: exactly 0 when a task's gradient is 0.
 MIN_NORM = {"mgda", "mgda_ub"}
 
@@ -122,6 +122,7 @@ EXACT = {
     "mgda": min_norm_exact,
     "upgrad": lambda g: sum(dual_cone_projection(g, gt) for gt in g) / len(g),
     "cagrad": cagrad_exact,
+    "dualproj": lambda g: dual_cone_projection(g, g.mean(axis=0)),
 }
 
 
