@@ -95,7 +95,7 @@ def avals(tree):
 def test_registry_holds_the_catalogue():
     expected = {"equal", "static", "uncertainty", "dwa", "rlw", "gls", "gradnorm", "validation_weighting",
                 "famo", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl", "nash_mtl", "gradvac", "aligned_mtl",
-                "upgrad", "db_mtl", "stch", "dualproj", "con_fig", "graddrop"}
+                "upgrad", "db_mtl", "stch", "dualproj", "con_fig", "graddrop", "fairgrad"}
     assert expected <= set(METHODS.names())
 
 
@@ -212,7 +212,8 @@ def test_permuting_tasks_permutes_weights_and_keeps_direction(name):
     ("cagrad", {"c": -0.1}), ("cagrad", {"rescale": "c"}), ("imtl", {"mode": "both"}),
     ("nash_mtl", {"iters": 0}), ("gradvac", {"beta": 0.0}), ("upgrad", {"iters": 0}),
     ("db_mtl", {"beta": 1.0}), ("db_mtl", {"beta_sigma": -0.5}), ("stch", {"mu": 0.0}),
-    ("stch", {"transform": "exp"}), ("dualproj", {"iters": 0}),
+    ("stch", {"transform": "exp"}), ("dualproj", {"iters": 0}), ("fairgrad", {"alpha": 0.0}),
+    ("fairgrad", {"iters": 0}),
 ])
 def test_bad_config_values_are_one_line_errors(name, overrides):
     with pytest.raises(ConfigError) as err:
@@ -652,3 +653,29 @@ def test_stch_weights_are_the_gradient_of_the_smooth_max(transform):
     w = sharp.update(now, None, state, jax.random.key(1), {"mu": jnp.asarray(0.01)}).weights
     worst = int(jnp.argmax(jnp.log(now / first) if transform == "log" else now))
     assert int(jnp.argmax(w)) == worst and float(w[worst] * now[worst]) > 0.99 * float(jnp.sum(w * now))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 5.0])
+def test_fairgrad_matches_the_reference_least_squares_solve(alpha):
+    """Ban & Ji 2024: (M w)_t = w_t^(-1/alpha), w > 0, as the reference solves it (scipy's
+    least_squares from 1/T with bounds w >= 0), here in float64 to tight tolerances."""
+    from scipy.optimize import least_squares
+
+    for num_tasks in [2, 3, 4]:
+        grads = np.asarray(conflicting_problems(num_tasks, count=3), float)
+        out = batch_update("fairgrad", num_tasks, alpha=alpha)(jnp.ones((3, num_tasks)), jnp.asarray(grads, jnp.float32),
+                                                               jax.random.split(jax.random.key(0), 3))
+        for g, w in zip(grads, np.asarray(out.weights, float)):
+            m = g @ g.T
+            ref = least_squares(lambda x: m @ x - (1 / x) ** (1 / alpha), np.full(num_tasks, 1 / num_tasks),
+                                bounds=(0, np.inf), xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+            np.testing.assert_allclose(w, ref, rtol=1e-4)
+
+
+def test_fairgrad_with_alpha_one_is_nash_mtl():
+    """alpha = 1 is proportional fairness: w_t (M w)_t = 1, the Nash bargaining solution."""
+    grads = conflicting_problems(4, count=6)
+    keys = jax.random.split(jax.random.key(0), 6)
+    fair = batch_update("fairgrad", 4, alpha=1.0)(jnp.ones((6, 4)), grads, keys).weights
+    nash = batch_update("nash_mtl", 4)(jnp.ones((6, 4)), grads, keys).weights
+    np.testing.assert_allclose(fair, nash, rtol=2e-3)

@@ -18,8 +18,9 @@ from harness.schema import dynamic_values
 GRADIENT_METHODS = [n for n in METHODS.names()
                     if METHODS.get(n).build(METHODS.get(n).schema(), (regression("a"), regression("b"))).needs
                     is not Needs.LOSSES]
-# d . g_t >= 0 for every task whenever such a d != 0 exists (Nash-MTL: g_t . d = 1 / alpha_t).
-NON_CONFLICTING = {"mgda", "mgda_ub", "upgrad", "dualproj", "nash_mtl"}
+# d . g_t >= 0 for every task whenever such a d != 0 exists (Nash-MTL: g_t . d = 1 / alpha_t;
+# FairGrad: g_t . d = w_t^(-1/alpha)).
+NON_CONFLICTING = {"mgda", "mgda_ub", "upgrad", "dualproj", "nash_mtl", "fairgrad"}
 # The min-norm point of the convex hull: exactly 0 when a task's gradient is 0.
 MIN_NORM = {"mgda", "mgda_ub"}
 

@@ -18,6 +18,7 @@ from harness.methods import (  # noqa: F401  (each module registers itself)
     dualproj,
     dwa,
     equal,
+    fairgrad,
     famo,
     gls,
     graddrop,
