@@ -1,21 +1,21 @@
-"""FairGrad, fair resource allocation in multi-task learning (Ban & Ji 2024, "Fair Resource Allocation
-in Multi-Task Learning").
+"""FairGrad, fair resource allocation in multi-task learning (Ban & Ji 2024, "Fair Resource
+Allocation in Multi-Task Learning").
 
-The update d = sum_t w_t g_t with w > 0 solving (M w)_t = w_t^(-1/alpha) for every task (M = G
-G^T): the alpha-fair allocation of the "resource" g_t . d among the tasks. alpha = 1 is
+The update d = sum_t w_t g_t with w > 0 solving (M w)_t = w_t^(-1/alpha) for every task
+(M = G G^T): the alpha-fair allocation of the "resource" g_t . d among the tasks. alpha = 1 is
 proportional fairness (w_t (M w)_t = 1, the Nash-MTL solution), alpha -> 0 the utilitarian sum,
-large alpha max-min fairness. The equation is the optimality condition of the strictly convex
-problem min_{w > 0} 1/2 w^T M w - sum_t phi(w_t) with phi'(w) = w^(-1/alpha), solved here by Newton
-steps with a search over step sizes 1, 1/2, ... that keeps w > 0 and shrinks the equation's
-residual, on M divided by its mean diagonal (the solution then scales back exactly: w = s^(-alpha /
-(alpha + 1)) w~ for M = s M~). w weights the task losses for every parameter, as in the reference.
+large alpha max-min fairness. Every task gains: g_t . d = w_t^(-1/alpha) > 0. The equation is the
+optimality condition of the strictly convex problem min_{w > 0} 1/2 w^T M w - sum_t phi(w_t) with
+phi'(w) = w^(-1/alpha); it is solved by Newton steps with a search over step sizes 1, 1/2, ...
+that keeps w > 0 and shrinks the equation's residual, on the cosine matrix (see fair_weights).
+w weights the task losses for every parameter, as in the reference.
 
 Differences from the reference implementation (the authors' code, via LibMTL): scipy's
-least_squares from w = 1/T, bounds w >= 0, there; Newton steps until the residual max_t |(M w)_t -
-w_t^(-1/alpha)| is below 1e-5 (on the normalised M) or after `iters` steps here. A task whose
-gradient vanishes has no solution (w_t would grow without bound); it gets weight 0 and the others
-solve the allocation among themselves. The diagnostic "residual" is that residual over the tasks in
-the allocation. Schedules: joint only.
+least_squares from w = 1/T with bounds w >= 0 there; here Newton steps until the residual of the
+rescaled equation is below 1e-5 or after `iters` steps. A task whose gradient vanishes has no
+solution (w_t would grow without bound); it gets weight 0 and the others solve the allocation
+among themselves. The diagnostic "residual" is max_t |w_t^(1/alpha) (M w)_t - 1| over the tasks
+in the allocation. Schedules: joint only.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic, no_state
-from harness.methods.solvers import EPS, cosines, gram, iterate
+from harness.methods.solvers import cosines, gram, iterate
 from harness.schema import Entry
 
 STEPS = 2.0 ** -jnp.arange(30)  # the step sizes the backtracking search tries at once
@@ -88,8 +88,8 @@ def build(cfg: FairGradConfig, tasks: tuple[TaskSpec, ...]) -> Method:
         m = gram(grads)
         alpha = hparams["alpha"]
         w = fair_weights(m, alpha, cfg.iters)
-        gap = jnp.abs(m @ w - jnp.where(w > 0, w, 1.0) ** (-1.0 / alpha))
-        residual = jnp.max(jnp.where(w > 0, gap / jnp.maximum(jnp.abs(m @ w), EPS), 0.0))
+        balance = jnp.where(w > 0, w, 1.0) ** (1.0 / alpha) * (m @ w)
+        residual = jnp.max(jnp.where(w > 0, jnp.abs(balance - 1.0), 0.0))
         return MethodOutput(w, None, state, {"residual": residual})
 
     return Method(Needs.SHARED_GRADS, no_state, update, schedules=("joint",))
