@@ -26,10 +26,11 @@ from harness.schema import dynamic_values
 P = 7
 CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
 # Deterministic and symmetric in the tasks (pcgrad and gradvac draw random visiting orders,
-# rlw random weights, static reads per-task weights from the config).
-SYMMETRIC = sorted(set(METHODS.names()) - {"pcgrad", "gradvac", "rlw", "static"})
+# rlw random weights, graddrop random masks, static reads per-task weights from the config).
+SYMMETRIC = sorted(set(METHODS.names()) - {"pcgrad", "gradvac", "rlw", "static", "graddrop"})
 # Methods whose state is the empty tuple (imtl too, in mode "g").
-STATELESS = ["aligned_mtl", "cagrad", "equal", "gls", "mgda", "mgda_ub", "pcgrad", "rlw", "static", "upgrad"]
+STATELESS = ["aligned_mtl", "cagrad", "con_fig", "dualproj", "equal", "gls", "graddrop", "mgda", "mgda_ub", "pcgrad",
+             "rlw", "static", "upgrad"]
 
 
 def tasks(num_tasks: int):
@@ -94,7 +95,7 @@ def avals(tree):
 def test_registry_holds_the_catalogue():
     expected = {"equal", "static", "uncertainty", "dwa", "rlw", "gls", "gradnorm", "validation_weighting",
                 "famo", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl", "nash_mtl", "gradvac", "aligned_mtl",
-                "upgrad", "db_mtl"}
+                "upgrad", "db_mtl", "stch", "dualproj", "con_fig", "graddrop", "fairgrad"}
     assert expected <= set(METHODS.names())
 
 
@@ -210,7 +211,9 @@ def test_permuting_tasks_permutes_weights_and_keeps_direction(name):
     ("famo", {"gamma": -0.1}), ("mgda", {"normaliser": "l1"}), ("mgda_ub", {"iters": 0}),
     ("cagrad", {"c": -0.1}), ("cagrad", {"rescale": "c"}), ("imtl", {"mode": "both"}),
     ("nash_mtl", {"iters": 0}), ("gradvac", {"beta": 0.0}), ("upgrad", {"iters": 0}),
-    ("db_mtl", {"beta": 1.0}), ("db_mtl", {"beta_sigma": -0.5}),
+    ("db_mtl", {"beta": 1.0}), ("db_mtl", {"beta_sigma": -0.5}), ("stch", {"mu": 0.0}),
+    ("stch", {"transform": "exp"}), ("dualproj", {"iters": 0}), ("fairgrad", {"alpha": 0.0}),
+    ("fairgrad", {"iters": 0}),
 ])
 def test_bad_config_values_are_one_line_errors(name, overrides):
     with pytest.raises(ConfigError) as err:
@@ -232,7 +235,7 @@ def conflicting_problems(num_tasks: int, count: int = 24, num_params: int = 5):
     return jnp.asarray(np.stack(out), jnp.float32)
 
 
-@pytest.mark.parametrize("name", ["mgda", "upgrad"])
+@pytest.mark.parametrize("name", ["mgda", "upgrad", "dualproj"])
 @pytest.mark.parametrize("num_tasks", [2, 3, 4])
 def test_non_conflicting_methods_conflict_with_no_task(name, num_tasks):
     grads = conflicting_problems(num_tasks)
@@ -348,6 +351,17 @@ def test_gradvac_from_zero_targets_is_pcgrad_and_then_reaches_its_target():
     cos = corrected[0] @ pair[1] / (jnp.linalg.norm(corrected[0]) * jnp.linalg.norm(pair[1]))
     np.testing.assert_allclose(cos, 0.5, atol=1e-5)
     assert float(targets[0, 1]) < 0.5  # the target moves towards the observed (conflicting) cosine
+
+
+def test_gradvac_correction_stays_bounded_when_the_target_rounds_to_one():
+    """Targets at 1 (two tasks that always agreed) ask for an infinite multiple of g_j; the cap at
+    0.999 keeps the correction within ||g_i'|| / sin(arccos 0.999) ~ 22.4 ||g_i'||."""
+    pair = jnp.asarray([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0]])
+    corrected, _ = vaccinate(pair, jnp.ones((2, 2)), jnp.asarray(0.5), jax.random.key(0))
+    assert bool(jnp.all(jnp.isfinite(corrected)))
+    assert float(jnp.max(jnp.linalg.norm(corrected, axis=1))) <= 23.5
+    cos = corrected[0] @ pair[1] / (jnp.linalg.norm(corrected[0]) * jnp.linalg.norm(pair[1]))
+    np.testing.assert_allclose(cos, 0.999, atol=1e-4)
 
 
 def test_aligned_mtl_aligns_to_orthogonal_gradients_of_equal_norm():
@@ -574,3 +588,94 @@ def test_cagrad_is_finite_for_nearly_opposite_gradients():
 
     d = aggregate("cagrad", jnp.asarray([[-0.2544319, -0.00063893], [0.25442764, 0.00078752]]))
     assert bool(jnp.all(jnp.isfinite(d)))
+
+
+def test_dualproj_leaves_a_non_conflicting_mean_alone_and_projects_a_conflicting_one():
+    """TorchJD's DualProj: the projection of the mean gradient onto the dual cone, so the mean
+    itself when it conflicts with no task; otherwise a direction at least as close to the mean
+    as the mean's projection onto the half-space of the worst-treated task's gradient allows."""
+    agreeing = jnp.abs(problem(70, 3)[1])
+    np.testing.assert_allclose(aggregate("dualproj", agreeing), agreeing.mean(axis=0), rtol=1e-5)
+    g = jnp.asarray([[1.0, 0.0], [-2.0, 0.5]])  # mean (-0.5, 0.25) conflicts with g_1
+    d = np.asarray(aggregate("dualproj", g), float)
+    # the nearest point of the cone {d : d_x >= 0, -2 d_x + 0.5 d_y >= 0} to the mean is (0, 0.25)
+    np.testing.assert_allclose(d, [0.0, 0.25], atol=1e-6)
+
+
+def test_con_fig_matches_the_pseudo_inverse_of_the_unit_gradients():
+    """Liu et al. 2024 (and TorchJD): x = pinv(U) 1 with U the unit gradients, d = (sum_t g_t . x^) x^;
+    every task gets the same projection on its unit gradient."""
+    for num_tasks, num_params in [(2, 5), (3, 5), (4, 6), (4, 3)]:
+        g = np.asarray(conflicting_problems(num_tasks, count=1, num_params=num_params)[0], float)
+        units = g / np.linalg.norm(g, axis=1, keepdims=True)
+        x = np.linalg.pinv(units) @ np.ones(num_tasks)
+        unit = x / np.linalg.norm(x)
+        expected = np.sum(g @ unit) * unit
+        np.testing.assert_allclose(aggregate("con_fig", g), expected, rtol=2e-4, atol=1e-5)
+        if num_params >= num_tasks:
+            projections = units @ expected
+            np.testing.assert_allclose(projections, projections[0], rtol=1e-4)
+
+
+def test_graddrop_keeps_each_sign_with_its_purity():
+    """Chen et al. 2020: with purity P = (1 + sum g / sum |g|) / 2 and U ~ U(0, 1) per coordinate,
+    keep the positive parts where P > U and the negative parts where P < U."""
+    g = np.asarray(problem(71, 3, num_params=64)[1], float)
+    g[:, :4] = np.abs(g[:, :4])  # coordinates where every task agrees are kept whole
+    u = np.asarray(jax.random.uniform(jax.random.key(0), (64,)), float)
+    purity = 0.5 * (1 + g.sum(axis=0) / (np.abs(g).sum(axis=0) + 1e-7))
+    keep = ((purity > u) & (g > 0)) | ((purity < u) & (g < 0))
+    d = np.asarray(aggregate("graddrop", g), float)
+    np.testing.assert_allclose(d, np.sum(np.where(keep, g, 0.0), axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d[:4], g[:, :4].sum(axis=0), rtol=1e-5)
+    assert not np.allclose(d, g.sum(axis=0))  # something was dropped
+
+
+@pytest.mark.parametrize("transform", ["log", "raw"])
+def test_stch_weights_are_the_gradient_of_the_smooth_max(transform):
+    """w_t = d/dL_t of T mu log sum_t exp(f_t / mu), with f_t = log(L_t / L_t^0) (L^0 the first
+    step's losses) or f_t = L_t; small mu puts the weight on the worst objective."""
+    mu = 0.3
+    first = jnp.asarray([2.0, 0.5, 1.0])
+    now = jnp.asarray([1.0, 0.45, 0.2])
+    cfg = config("stch", 3, mu=mu, transform=transform)
+    method = METHODS.get("stch").build(cfg, tasks(3))
+    hp = hparams(cfg)
+    state = method.update(first, None, method.init(3, 0), jax.random.key(0), hp).state
+    weights = method.update(now, None, state, jax.random.key(1), hp).weights
+
+    def smooth_max(losses):
+        f = jnp.log(losses / first) if transform == "log" else losses
+        return 3 * mu * jax.scipy.special.logsumexp(f / mu)
+
+    np.testing.assert_allclose(weights, jax.grad(smooth_max)(now), rtol=1e-5)
+    sharp = METHODS.get("stch").build(config("stch", 3, mu=0.01, transform=transform), tasks(3))
+    w = sharp.update(now, None, state, jax.random.key(1), {"mu": jnp.asarray(0.01)}).weights
+    worst = int(jnp.argmax(jnp.log(now / first) if transform == "log" else now))
+    assert int(jnp.argmax(w)) == worst and float(w[worst] * now[worst]) > 0.99 * float(jnp.sum(w * now))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 5.0])
+def test_fairgrad_matches_the_reference_least_squares_solve(alpha):
+    """Ban & Ji 2024: (M w)_t = w_t^(-1/alpha), w > 0, as the reference solves it (scipy's
+    least_squares from 1/T with bounds w >= 0), here in float64 to tight tolerances."""
+    from scipy.optimize import least_squares
+
+    for num_tasks in [2, 3, 4]:
+        grads = np.asarray(conflicting_problems(num_tasks, count=3), float)
+        out = batch_update("fairgrad", num_tasks, alpha=alpha)(jnp.ones((3, num_tasks)), jnp.asarray(grads, jnp.float32),
+                                                               jax.random.split(jax.random.key(0), 3))
+        for g, w in zip(grads, np.asarray(out.weights, float)):
+            m = g @ g.T
+            ref = least_squares(lambda x: m @ x - (1 / x) ** (1 / alpha), np.full(num_tasks, 1 / num_tasks),
+                                bounds=(0, np.inf), xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+            np.testing.assert_allclose(w, ref, rtol=1e-4)
+
+
+def test_fairgrad_with_alpha_one_is_nash_mtl():
+    """alpha = 1 is proportional fairness: w_t (M w)_t = 1, the Nash bargaining solution."""
+    grads = conflicting_problems(4, count=6)
+    keys = jax.random.split(jax.random.key(0), 6)
+    fair = batch_update("fairgrad", 4, alpha=1.0)(jnp.ones((6, 4)), grads, keys).weights
+    nash = batch_update("nash_mtl", 4)(jnp.ones((6, 4)), grads, keys).weights
+    np.testing.assert_allclose(fair, nash, rtol=2e-3)

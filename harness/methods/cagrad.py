@@ -1,16 +1,17 @@
-"""CAGrad, conflict-averse gradient descent (Liu et al. 2021, "Conflict-Averse Gradient Descent
-for Multi-task Learning").
+"""CAGrad, conflict-averse gradient descent (Liu et al. 2021, "Conflict-Averse Gradient Descent for
+Multi-task Learning").
 
-g0 = mean_t g_t. The direction maximises the worst task improvement min_t g_t . d within the
-ball ||d - g0|| <= c ||g0||; its dual is w* = argmin over the simplex of
-g_w . g0 + c ||g0|| ||g_w|| with g_w = sum_t w_t g_t, and then d = g0 + (c ||g0|| / ||g_w||) g_w,
-rescaled by 1 / (1 + c^2) (rescale "1+c^2", the reference's multi-task code) or 1 / (1 + c)
-(rescale "1+c", its toy code). c = 0 gives the mean gradient. Task-specific parameters get their
-plain gradients (weights 1), as in the reference.
+g0 = mean_t g_t. The direction maximises the worst task improvement min_t g_t . d within the ball
+||d - g0|| <= c ||g0||; its dual is w* = argmin over the simplex of g_w . g0 + c ||g0|| ||g_w||
+with g_w = sum_t w_t g_t, and then d = g0 + (c ||g0|| / ||g_w||) g_w, rescaled by 1 / (1 + c^2)
+(rescale "1+c^2", the reference's multi-task code) or 1 / (1 + c) (rescale "1+c", its toy code). c
+= 0 gives the mean gradient. Task-specific parameters get their plain gradients (weights 1), as in
+the reference.
 
 Differences from the reference implementation: the inner problem is solved by projected gradient
-descent on the simplex with a fixed iteration count and a parallel step-size search
-(solvers.minimize_on_simplex) instead of scipy's SLSQP. Schedules: joint only.
+descent on the simplex with a parallel step-size search, until a step moves no weight by more than
+1e-5 or after `iters` steps (solvers.minimize_on_simplex), instead of scipy's SLSQP. Schedules:
+joint only.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class CAGradConfig:
     name: str = "cagrad"
     c: float = dynamic(0.4)  # radius of the ball around the mean gradient, relative to its norm
     rescale: str = "1+c^2"  # 1+c^2 | 1+c
-    iters: int = 50  # projected-gradient steps of the inner problem
+    iters: int = 500  # most projected-gradient steps of the inner problem (it stops on convergence)
 
 
 def cagrad_direction(grads: jax.Array, c: jax.Array, rescale: str, iters: int) -> jax.Array:

@@ -7,12 +7,20 @@ each task i, visiting the others in a random order from `key`: phi = cos(g_i', g
 phi < phi_hat_ij, add to g_i' the multiple of the ORIGINAL g_j that raises the similarity to
 phi_hat_ij,
   ||g_i'|| (phi_hat sqrt(1 - phi^2) - phi sqrt(1 - phi_hat^2)) / (||g_j|| sqrt(1 - phi_hat^2));
-then phi_hat_ij <- (1 - beta) phi_hat_ij + beta phi. The shared parameters move along
-sum_i g_i'; task-specific parameters get their plain gradients.
+then phi_hat_ij <- (1 - beta) phi_hat_ij + beta phi (at every visit, as in the paper and in
+LibMTL). The shared parameters move along sum_i g_i'; task-specific parameters get their plain
+gradients.
 
-Differences from the reference implementations: one group (the whole shared model) rather than
-per-layer targets; the target is updated at every visit, as in the paper (LibMTL's current code
-updates it only when the correction fires). Default beta 0.5, LibMTL's default.
+The multiple is ||g_i'|| / ||g_j|| * sin(theta - theta_hat) / sin(theta_hat) with the angles
+theta = arccos phi, theta_hat = arccos phi_hat: it grows without bound as the target tends to 1
+(turning g_i' parallel to g_j takes an infinite multiple), which happens once two tasks have
+agreed for a while and the average rounds to 1. The target used in the correction is therefore
+capped at 0.999 (sin(theta_hat) >= 0.045), so one correction adds at most about 22 ||g_i'||.
+
+Differences from the reference implementations: one group (the whole shared model), LibMTL's
+default, rather than per-layer targets; the cap above where LibMTL adds 1e-8 to the
+denominator (multiples up to ~1e8 once the target rounds to 1). Default beta 0.5, LibMTL's
+default.
 Schedules: joint only.
 """
 from __future__ import annotations
@@ -27,6 +35,8 @@ from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic
 from harness.methods.solvers import EPS
 from harness.schema import Entry
+
+MAX_TARGET = 0.999  # bounds the correction multiple; see the module docstring
 
 
 @dataclass
@@ -45,12 +55,12 @@ def vaccinate(grads: jax.Array, targets: jax.Array, beta: jax.Array, key: jax.Ar
             g, row = carry
             g_norm = jnp.sqrt(g @ g)
             phi = jnp.clip(g @ grads[j] / (g_norm * norms[j] + EPS), -1.0, 1.0)
-            target = row[j]
+            target = jnp.minimum(row[j], MAX_TARGET)
             root = jnp.sqrt(1.0 - target**2)
             coef = g_norm * (target * jnp.sqrt(1.0 - phi**2) - phi * root) / (norms[j] * root + EPS)
             other = j != i
             g = g + jnp.where(other & (phi < target), coef, 0.0) * grads[j]
-            row = row.at[j].set(jnp.where(other, (1 - beta) * target + beta * phi, target))
+            row = row.at[j].set(jnp.where(other, (1 - beta) * row[j] + beta * phi, row[j]))
             return (g, row), None
 
         (g, row), _ = jax.lax.scan(visit, (grads[i], row), jax.random.permutation(k, num_tasks))

@@ -1,15 +1,21 @@
 """IMTL, impartial multi-task learning (Liu et al. 2021, "Towards Impartial Multi-task Learning").
 
 mode "g" (IMTL-G): with u_t = g_t / ||g_t||, find d = sum_t alpha_t g_t, sum_t alpha_t = 1,
-whose projections d . u_t are equal for all tasks. In closed form, with D rows g_1 - g_t and U
-rows u_1 - u_t (t >= 2): alpha_{2..T} = g_1 U^T (D U^T)^-1, alpha_1 = 1 - sum. Computed here
-from the Gram matrix only. Task-specific parameters get their plain gradients.
+whose projections d . u_t are equal for all tasks. The paper's closed form (D rows g_1 - g_t,
+U rows u_1 - u_t: alpha_{2..T} = g_1 U^T (D U^T)^-1) is the same as beta = C^+ 1 with C the
+cosine matrix (C beta = 1 makes every projection equal), alpha = beta_t / ||g_t|| normalised to
+sum 1; that form is computed here, from the Gram matrix only. A task whose gradient vanishes
+drops out (weight 0), as in TorchJD, instead of forcing every projection to 0. With more tasks
+than parameters C beta = 1 may have no solution; beta is then its least-squares solution, as
+in TorchJD. Task-specific parameters get their plain gradients.
 mode "l" (IMTL-L): learned scales s_t (in the method state, Adam with learning rate `lr`) on the
 losses e^{s_t} L_t - s_t, which drives every scaled loss towards 1; weights e^{s_t}.
 mode "hybrid" (IMTL): IMTL-G applied to the gradients of the scaled losses e^{s_t} g_t.
 
-Differences from the reference implementation: a least-squares solve replaces the matrix inverse,
-so collinear gradients give a finite answer; s_t has its own Adam instead of sharing the model's
+Differences from the reference implementation: a pseudo-inverse of the cosine matrix replaces
+the inverse of D U^T, so collinear or vanished gradients give a finite answer and norms spread
+over many orders of magnitude cost no accuracy (TorchJD takes the pseudo-inverse of the Gram
+matrix itself); s_t has its own Adam instead of sharing the model's
 optimiser. Schedules: mode "l" joint and alternate (the scale normalises a lone task's loss);
 "g" and "hybrid" joint only.
 """
@@ -25,7 +31,7 @@ import optax
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic, no_state
-from harness.methods.solvers import EPS, gram, normalised
+from harness.methods.solvers import cosines, gram
 from harness.schema import Entry
 
 MODES = ("g", "l", "hybrid")
@@ -44,15 +50,16 @@ class IMTLState(NamedTuple):
 
 
 def equal_projection_weights(grads: jax.Array) -> jax.Array:
-    """IMTL-G's alpha (T,), summing to 1, from gradients (T, P)."""
-    if grads.shape[0] == 1:
-        return jnp.ones((1,), grads.dtype)
-    m = normalised(gram(grads))  # alpha is invariant to the scale of the gradients
-    gu = m / jnp.sqrt(jnp.diag(m) + EPS)[None, :]  # gu[i, j] = g_i . u_j
-    a = gu[0, 0] - gu[0, 1:][None, :] - gu[1:, 0][:, None] + gu[1:, 1:]  # D U^T
-    rhs = gu[0, 0] - gu[0, 1:]  # g_1 U^T
-    rest = jnp.linalg.lstsq(a.T, rhs)[0]
-    return jnp.concatenate([1.0 - jnp.sum(rest, keepdims=True), rest])
+    """IMTL-G's alpha (T,), summing to 1, from gradients (T, P); zeros if no solution has a
+    non-zero sum (every projection would be 0)."""
+    c, norms = cosines(gram(grads))
+    beta = jnp.linalg.pinv(c, hermitian=True) @ jnp.ones_like(norms)
+    alpha = jnp.where(norms > 0, beta / jnp.where(norms > 0, norms, 1.0), 0.0)
+    total = jnp.sum(alpha)
+    # alpha and -alpha give the same projections up to sign; a vanishing sum means the
+    # equal projections are all 0
+    ok = jnp.abs(total) > 1e-6 * jnp.sum(jnp.abs(alpha))
+    return jnp.where(ok, alpha / jnp.where(ok, total, 1.0), 0.0)
 
 
 def build(cfg: IMTLConfig, tasks: tuple[TaskSpec, ...]) -> Method:

@@ -19,7 +19,7 @@ from harness.schema import Entry
 class MGDAUBConfig:
     name: str = "mgda_ub"
     normaliser: str = "none"  # none | l2 | loss | loss+
-    iters: int = 250  # Frank-Wolfe steps for more than two tasks
+    iters: int = 1000  # most pairwise Frank-Wolfe steps for more than two tasks (it stops on convergence)
 
 
 def build(cfg: MGDAUBConfig, tasks: tuple[TaskSpec, ...]) -> Method:
