@@ -210,3 +210,11 @@ def test_batched_groups_run_as_ray_tasks_give_the_inline_results(tmp_path):
     assert len(results["ray"]) == 4 and results["ray"].keys() == results["inline"].keys()
     for key, metrics in results["inline"].items():
         assert results["ray"][key] == pytest.approx(metrics, rel=1e-6)
+
+
+def test_the_terminal_progress_bar_redraws_one_line_and_ends_it(capsys):
+    launch.progress_bar("group 1/4 (8 runs) done; elapsed 3 s, ETA 9 s", width=8)
+    launch.progress_bar("group 4/4 (8 runs) done; elapsed 12 s, ETA 0 s", width=8)
+    err = capsys.readouterr().err
+    assert err.startswith("\r[##......] group 1/4") and "\r[########] group 4/4" in err
+    assert err.endswith("\n") and err.count("\n") == 1

@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -117,11 +118,21 @@ def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> li
 
 def step_progress() -> Callable[[str], None]:
     """Where progress lines go (a finished group of a batched sweep with its elapsed time and
-    ETA, a checkpoint segment's step): straight to an interactive terminal; otherwise (nohup,
-    SLURM logs, CI) to the log, which Hydra writes to the console and to the job's log file."""
+    ETA, a checkpoint segment's step): a progress bar on an interactive terminal; otherwise
+    (nohup, SLURM logs, CI) the log, which Hydra writes to the console and the job's log file."""
     if sys.stderr.isatty() and not os.environ.get("CI"):
-        return lambda line: print(line, file=sys.stderr, flush=True)
+        return progress_bar
     return log.info
+
+
+def progress_bar(line: str, width: int = 24) -> None:
+    """`line` ("group 3/8 ... ETA 40 s", "step 200/1000") behind a bar drawn over the previous
+    one on the terminal; the last of a series ends the line."""
+    done = re.search(r"(\d+)/(\d+)", line)
+    n, total = (int(done[1]), int(done[2])) if done else (0, 1)
+    filled = width * n // max(total, 1)
+    end = "\n" if n >= total else ""
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {line}\033[K", end=end, file=sys.stderr, flush=True)
 
 
 def enable_compile_cache(path: str) -> None:
