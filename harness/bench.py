@@ -43,7 +43,7 @@ from harness.records import environment
 from harness.train import make_train
 from harness.train.loop import BATCH, INIT
 
-SECTIONS = ("methods", "overhead", "flops", "sweep", "compile")
+SECTIONS = ("methods", "overhead", "flops", "sweep", "compile", "memory")
 
 
 class Sizes(NamedTuple):
@@ -240,6 +240,30 @@ def bench_compile(sizes: Sizes) -> list[dict]:
              "compile_share": compile_s / (compile_s + run_s)}]
 
 
+def bench_memory(sizes: Sizes) -> list[dict]:
+    """The planner's memory estimate (harness.run.memory) against XLA's own figure for the same
+    compiled program (arguments + temporaries + outputs of jit(vmap(train)) over 4 runs): the
+    estimate is meant as an upper bound within a small factor, so a row meets its target when
+    1 <= ratio <= 4 (`target` is the upper end)."""
+    rows, runs = [], 4
+    for num_tasks in sizes.tasks:
+        tasks, data = dataset(sizes, num_tasks)
+        for method in sizes.methods or ("equal", "nash_mtl"):
+            run = reference(sizes, num_tasks, method)
+            job = plan(run, with_baselines=False)
+            train = make_train(job.parts, job.settings).train
+            fn = jax.jit(jax.vmap(lambda k, h, d: train(jax.random.key(k), h, d), in_axes=(0, 0, None)))
+            keys = jnp.arange(runs, dtype=jnp.uint32)
+            hp = jax.tree.map(lambda x: jnp.stack([jnp.asarray(x)] * runs), hparams(run))
+            stats = fn.lower(keys, hp, data).compile().memory_analysis()
+            xla = stats.argument_size_in_bytes + stats.temp_size_in_bytes + stats.output_size_in_bytes
+            estimate = job.memory.total(runs)
+            rows.append({"method": method, "T": num_tasks, "runs": runs, "estimate_mib": estimate / 2**20,
+                         "xla_mib": xla / 2**20, "ratio": estimate / xla, "target": 4.0,
+                         "met": bool(1.0 <= estimate / xla <= 4.0)})
+    return rows
+
+
 def machine() -> dict:
     info = Path("/proc/cpuinfo")
     models = [ln.split(":", 1)[1].strip() for ln in (info.read_text().splitlines() if info.exists() else [])
@@ -262,6 +286,7 @@ TITLES = {
     "flops": "c) Achieved GFLOP/s of the step vs a 1024^2 float32 matmul (equal, T = 2)",
     "sweep": "d) Sweep over the learning rate: N separately compiled jobs vs one batched program",
     "compile": "e) Compile vs run of one job (run.execute.execute, equal, T = 2)",
+    "memory": "f) The planner's memory estimate vs XLA's figure for the compiled program (4 runs)",
 }
 NOTES = {
     "sweep": "Each separate job runs run.execute.execute after jax.clear_caches(): a fresh program, compiled on "
@@ -302,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
                "tasks": args.tasks and tuple(args.tasks), "sweep_sizes": args.sweep_sizes and tuple(args.sweep_sizes)}
     sizes = sizes._replace(**{k: v for k, v in changes.items() if v is not None})
     runners = {"methods": bench_methods, "overhead": bench_overhead, "flops": bench_flops,
-               "sweep": bench_sweep, "compile": bench_compile}
+               "sweep": bench_sweep, "compile": bench_compile, "memory": bench_memory}
     res = {"command": " ".join(["python -m harness.bench", *(sys.argv[1:] if argv is None else argv)]),
            "machine": machine(), "sizes": sizes._asdict()}
     for name in SECTIONS:
