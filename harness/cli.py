@@ -93,15 +93,13 @@ def check_jobs(argv: list[str], main_file: Path) -> None:
     -cd choose the configs; with --cfg the jobs are only composed; --help, --info and shell
     completion are left to Hydra.
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
     from harness.config import resolve
-    from harness.errors import ConfigError, Incompatible
-    from harness.run.plan import PLANNED, plan
+    from harness.errors import ConfigError
     from harness.run.sweep import task_config
 
     args = command_line(argv)
@@ -115,34 +113,10 @@ def check_jobs(argv: list[str], main_file: Path) -> None:
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         base = hydra.compose_config(name, fixed, RunMode.MULTIRUN, validate_sweep_overrides=False)
         multirun = args.multirun or base.hydra.mode == RunMode.MULTIRUN
-        points = [overrides]
-        if multirun:
-            declared = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
-            if base.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
-                # A sampling sweeper (optuna, ...) picks the points as it goes: check the fixed
-                # part here; each trial's job is checked as it is planned.
-                points = [fixed]
-            else:
-                sweeps = parser.parse_overrides(declared + overrides)
-                check_basic_sweeps(sweeps)
-                points = BasicSweeper.split_arguments(sweeps, None)[0]
-        sources: dict = {}
-        skipped = []
-        for point in points:
-            run = resolve(task_config(hydra.compose_config(name, point, RunMode.RUN)))
-            if args.cfg:
-                continue
-            try:
-                PLANNED.setdefault(repr(run), plan(run, sources))
-            except Incompatible as err:
-                if not run.skip_incompatible:
-                    raise
-                skipped.append(f"skipped (incompatible): {','.join(point)}: {err}")
-        if skipped and len(skipped) == len(points):
-            raise ConfigError(f"skip_incompatible=true: every job is incompatible ({skipped[0]})")
-        for line in skipped:
-            print(line, file=sys.stderr)
-        if not args.cfg:
+        points = sweep_points(base, parser, overrides, fixed) if multirun else [overrides]
+        runs = [resolve(task_config(hydra.compose_config(name, point, RunMode.RUN))) for point in points]
+        if not args.cfg:  # --cfg only prints: composing is the whole check
+            plan_all(runs, points)
             key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
             check_writable(str(base.hydra.sweep.dir if multirun else base.hydra.run.dir), key)
     except OmegaConfBaseException as err:  # e.g. a mandatory value left unset
@@ -152,6 +126,40 @@ def check_jobs(argv: list[str], main_file: Path) -> None:
     except ConfigError as err:
         report_error(err)
 
+
+def sweep_points(base, parser, overrides: list[str], fixed: list[str]) -> list[list[str]]:
+    """The override lists of a sweep's jobs (the experiment's `hydra.sweeper.params` first).
+    A sampling sweeper (optuna, ...) picks its points as it goes: only the fixed part is
+    checked here, and each trial's job when it is planned."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    if base.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+        return [fixed]
+    declared = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
+    sweeps = parser.parse_overrides(declared + overrides)
+    check_basic_sweeps(sweeps)
+    return BasicSweeper.split_arguments(sweeps, None)[0]
+
+
+def plan_all(runs: list, points: list[list[str]]) -> None:
+    """Plan every job into PLANNED (for its task function); with skip_incompatible=true, list
+    the jobs whose parts refuse each other instead of failing. Raises ConfigError."""
+    from harness.errors import ConfigError, Incompatible
+    from harness.run.plan import PLANNED, plan
+
+    sources: dict = {}
+    skipped = []
+    for run, point in zip(runs, points):
+        try:
+            PLANNED.setdefault(repr(run), plan(run, sources))
+        except Incompatible as err:
+            if not run.skip_incompatible:
+                raise
+            skipped.append(f"skipped (incompatible): {','.join(point)}: {err}")
+    if skipped and len(skipped) == len(points):
+        raise ConfigError(f"skip_incompatible=true: every job is incompatible ({skipped[0]})")
+    for line in skipped:
+        print(line, file=sys.stderr)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
