@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from harness.config import OptimConfig, TrainConfig
 from harness.data.base import classification
-from harness.data.multimnist import MultiMNISTConfig
 from harness.errors import ConfigError
 from harness.models.base import MODELS
 from harness.models.lenet import LeNetConfig, PooledConv
 from harness.models.sizing import count_params
-from helpers import execute, small_data, small_run
 
 TASKS = (classification("left", 10), classification("right", 10))
 
@@ -55,7 +57,8 @@ def test_sharing_depth_moves_one_layer_at_a_time_and_zero_is_the_baseline():
     counts = []
     for k in range(5):
         params, _ = shapes(LeNetConfig(shared_depth=k))
-        counts.append(sum(np.prod(s) for s in jax.tree.leaves(params["shared"], is_leaf=lambda s: isinstance(s, tuple))))
+        leaves = jax.tree.leaves(params["shared"], is_leaf=lambda s: isinstance(s, tuple))
+        counts.append(sum(np.prod(s) for s in leaves))
     assert counts[0] == 0 and counts == sorted(set(counts))
     baseline = LeNetConfig().single_task()
     assert (baseline.name, baseline.shared_depth, baseline.channels, baseline.kernel) == ("lenet", 0, [10, 20], 5)
@@ -76,12 +79,30 @@ def test_bad_configs_fail_with_one_line_naming_the_key(change, key):
     assert message.startswith(f"{key}=") and "\n" not in message
 
 
+# The short run below, as a script for a fresh interpreter: the session's cheap-compile XLA flag
+# (conftest.py) makes these convolutions run about 10x slower (about 45 s instead of 5 s here).
+SHORT_RUN = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from harness.config import OptimConfig, TrainConfig
+from harness.data.multimnist import MultiMNISTConfig
+from harness.models.lenet import LeNetConfig
+from helpers import execute, small_data, small_run
+run = small_run(data=MultiMNISTConfig(n_train=500, n_val=50, n_test=200), model=LeNetConfig(),
+                optim=OptimConfig(lr=3e-3), train=TrainConfig(steps=60, batch_size=32, eval_every=60))
+source, data = small_data(run)
+print(json.dumps(np.asarray(execute(run, source.tasks, data, [0])[0]["test"]).tolist()))
+"""
+
+
 def test_a_short_multimnist_run_learns_both_digits():
     """Real digits, the paper's network, 60 steps of 32 pairs: the test accuracy of each task is
     well above chance (0.1)."""
-    run = small_run(data=MultiMNISTConfig(n_train=500, n_val=50, n_test=200), model=LeNetConfig(),
-                    optim=OptimConfig(lr=3e-3), train=TrainConfig(steps=60, batch_size=32, eval_every=60))
-    source, data = small_data(run)
-    test = np.asarray(execute(run, source.tasks, data, [0])[0]["test"])
+    env = {**os.environ, "XLA_FLAGS": ""}
+    done = subprocess.run([sys.executable, "-c", SHORT_RUN, str(Path(__file__).parent)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    test = np.asarray(json.loads(done.stdout.strip().splitlines()[-1]))
     assert test.shape == (1, 1, 2)  # seeds, evaluations, tasks (left, right)
     assert np.all(test > 0.25), test
