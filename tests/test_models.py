@@ -26,6 +26,7 @@ from harness.models.base import MODELS
 from harness.models.conv import HardConvConfig
 from harness.models.cross_stitch import CrossStitchConfig
 from harness.models.hard import HardConfig
+from harness.models.lenet import LeNetConfig
 from harness.models.moe import MMoEConfig, OMoEConfig
 from harness.models.sizing import count_params, match_width
 from harness.models.soft import SoftConfig
@@ -60,7 +61,10 @@ def every_model(trunk: dict) -> dict:
 
 EVERY_MODEL = {**every_model(SMALL),
                "hard_conv": HardConvConfig(image_shape=[2, 4], channels=[4], depth=1, width=8,
-                                           shared_depth=1)}
+                                           shared_depth=1),
+               # 1 x 1 kernels: a pooled conv block fits the 2 x 4 inputs (1 x 2 x 4 features out).
+               "lenet": LeNetConfig(image_shape=[2, 4], channels=[4], kernel=1, depth=1, width=8,
+                                    shared_depth=1)}
 CONV_MODEL = every_model(CONV)
 
 

@@ -1,2 +1,2 @@
 """Datasets. Importing this package registers every dataset in `DATASETS`."""
-from harness.data import base, digits, files, penguins, relatedness, table  # noqa: F401
+from harness.data import base, celeba, digits, files, multimnist, penguins, relatedness, table  # noqa: F401
