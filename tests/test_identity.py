@@ -2,6 +2,9 @@
 default study's first job, an alternate job, a task tree with a gradient method and probes, a
 distilled job, each with its baselines) give the same records as the code before the rebuild,
 whose outputs tests/fixtures/identity.json holds (written by running these jobs on that code).
+The tree job uses PCGrad: MGDA, which it used first, was given a better solver afterwards on
+purpose (tests/test_methods_degenerate.py checks that one against exact solutions); its PCGrad
+records were written by the code before the rebuild too.
 
 The jobs run in a subprocess at XLA's default optimisation level, as `python -m harness` runs
 them (the test session compiles at level 0 for speed, tests/conftest.py). Bit for bit where jax
