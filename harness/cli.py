@@ -205,6 +205,13 @@ def composition_error(err: Exception, overrides: list[str], cause: Exception | N
     key = getattr(cause, "full_key", None)
     if not key:
         return " ".join(str(err).split())
+    if "not in struct" in str(cause):
+        # A map that starts empty (data.targets) takes new entries only with Hydra's `+`.
+        given = [o.partition("=") for o in overrides]
+        maps = [(n, v) for n, _, v in given if not n.startswith(("+", "~")) and key.startswith(n + ".")]
+        if maps:
+            name, value = max(maps, key=lambda m: len(m[0]))  # the innermost key given
+            return f"{name}={value}: new entries of {name} need a + in front: +{name}={value}"
     # An element of a list (method.weights[0]) is reported with the list the user gave.
     given = re.sub(r"(\[\d+\])+$", "", key)
     value = next((o.split("=", 1)[1] for o in overrides

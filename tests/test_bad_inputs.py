@@ -93,6 +93,7 @@ CASES = [  # (arguments, what the one line must contain); {inputs}: the test's i
     (FILES[:2] + ["+data.targets={cls: ranking}"], "data.targets.cls='ranking'"),
     (["data=files", "data.path={inputs}/missing.npz", "+data.targets={y: regression}"], "no such file"),
     (["data=files", "data.path={inputs}/text.npz", "+data.targets={y: regression}"], "not a readable .npz"),
+    (FILES[:2] + ["data.targets={cls: classification}"], "data.targets={cls: classification}: new entries of data.targets need a + in front"),
     (FILES + ["data.x_key=features"], "data.x_key='features': a key of the file; it has X, cls, reg (in data.path="),
     (["data=files", "data.path={inputs}/huge_labels.npz", "+data.targets={cls: classification}"],
      "memory: "),
