@@ -26,7 +26,8 @@ from omegaconf import MISSING
 from harness.data.base import DATASETS, Dataset, DataSource, Split, TaskSpec, classification, regression
 from harness.data.labels import MISSING as NO_LABEL
 from harness.data.labels import SPLITS, require_labels
-from harness.errors import ConfigError, bad
+from harness.data.user_file import check_split, naming_the_file
+from harness.errors import bad
 from harness.schema import Entry
 
 KINDS = ("classification", "regression")
@@ -57,17 +58,7 @@ class TableConfig:
 
 def check(cfg: TableConfig) -> None:
     """The checks that need no file."""
-    for key in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(cfg, key) < 1:
-            raise bad(f"data.{key}", getattr(cfg, key), "a number in (0, 1)")
-    if cfg.val_fraction + cfg.test_fraction >= 1:
-        raise bad("data.test_fraction", cfg.test_fraction,
-                  f"val_fraction + test_fraction < 1 (val_fraction is {cfg.val_fraction})")
-    if cfg.seed < 0:
-        raise bad("data.seed", cfg.seed, "an integer >= 0")
-    if not cfg.targets:
-        raise bad("data.targets", dict(cfg.targets),
-                  "a non-empty map of column -> classification | regression")
+    check_split(cfg, "column")
     for name, kind in cfg.targets.items():
         if kind not in KINDS:
             raise bad(f"data.targets.{name}", kind, f"one of {', '.join(KINDS)}")
@@ -195,12 +186,7 @@ def encode_target(name: str, kind: str, column: pd.Series) -> tuple[TaskSpec, np
 
 
 def build(cfg: TableConfig) -> DataSource:
-    try:
-        return from_file(cfg)
-    except ConfigError as err:  # in a data.path sweep, say which file is bad
-        if f"data.path={cfg.path!r}" in str(err):
-            raise
-        raise ConfigError(f"{err} (in data.path={cfg.path!r})") from None
+    return naming_the_file(from_file, cfg)
 
 
 def from_file(cfg: TableConfig) -> DataSource:
