@@ -89,6 +89,11 @@ def read_wandb(path):
     return out
 
 
+def unwrap(value):
+    """A config value as W&B keeps it: bare, or as {"value": ...} (its config-file form)."""
+    return value["value"] if isinstance(value, dict) and set(value) <= {"value", "desc"} and "value" in value else value
+
+
 def test_wandb_offline_runs_hold_the_config_curves_and_final_metrics(tmp_path):
     from harness.trackers import WandB
 
@@ -102,7 +107,10 @@ def test_wandb_offline_runs_hold_the_config_curves_and_final_metrics(tmp_path):
     history, config_items, summary = {}, {}, {}
     for run_dir in run_dirs:
         parsed = read_wandb(next(run_dir.glob("run-*.wandb")))
-        names = {i.key: json.loads(i.value_json) for r in parsed if r.HasField("run") for i in r.run.config.update}
+        # The config travels in the run record or in later config records, depending on timing.
+        updates = [i for r in parsed if r.HasField("run") for i in r.run.config.update]
+        updates += [i for r in parsed if r.HasField("config") for i in r.config.update]
+        names = {i.key: unwrap(json.loads(i.value_json)) for i in updates}
         if names.get("kind") == "mtl" and names["seed"] == "1":
             config_items = names
             for r in parsed:
