@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from harness.data.base import TaskSpec
 from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
-from harness.methods.solvers import EPS, cosines, gram
+from harness.methods.solvers import EPS, cosines, gram, per_gradient
 from harness.schema import Entry
 
 
@@ -37,7 +37,7 @@ def config_weights(grads: jax.Array) -> jax.Array:
     beta = jnp.linalg.pinv(c, hermitian=True) @ jnp.where(norms > 0, 1.0, 0.0)
     x_norm = jnp.sqrt(jnp.maximum(beta @ c @ beta, 0.0))
     length = norms @ (c @ beta) / jnp.maximum(x_norm, EPS)  # sum_t g_t . x / ||x||
-    unit = jnp.where(norms > 0, beta / jnp.where(norms > 0, norms, 1.0), 0.0)  # x = unit^T G
+    unit = per_gradient(beta, norms)  # x = unit^T G
     return length * unit / jnp.maximum(x_norm, EPS)
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
-from harness.methods.solvers import cosines, gram, lower_bounded_qp
+from harness.methods.solvers import cosines, gram, lower_bounded_qp, per_gradient
 from harness.schema import Entry
 
 
@@ -40,7 +40,7 @@ def dualproj_weights(grads: jax.Array, iters: int) -> jax.Array:
     c, norms = cosines(gram(grads))
     # the mean gradient in unit-gradient coordinates: sum_t (||g_t|| / T) u_t
     v = lower_bounded_qp(c, norms[None, :] / c.shape[0], iters)[0]
-    return jnp.where(norms > 0, v / jnp.where(norms > 0, norms, 1.0), 0.0)
+    return per_gradient(v, norms)
 
 
 def build(cfg: DualProjConfig, tasks: tuple[TaskSpec, ...]) -> Method:

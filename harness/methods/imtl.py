@@ -31,7 +31,7 @@ import optax
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic, no_state
-from harness.methods.solvers import cosines, gram
+from harness.methods.solvers import cosines, gram, per_gradient
 from harness.schema import Entry
 
 MODES = ("g", "l", "hybrid")
@@ -54,7 +54,7 @@ def equal_projection_weights(grads: jax.Array) -> jax.Array:
     non-zero sum (every projection would be 0)."""
     c, norms = cosines(gram(grads))
     beta = jnp.linalg.pinv(c, hermitian=True) @ jnp.ones_like(norms)
-    alpha = jnp.where(norms > 0, beta / jnp.where(norms > 0, norms, 1.0), 0.0)
+    alpha = per_gradient(beta, norms)
     total = jnp.sum(alpha)
     # alpha and -alpha give the same projections up to sign; a vanishing sum means the
     # equal projections are all 0

@@ -49,6 +49,12 @@ def cosines(m: jax.Array, floor: float = 1e-10) -> tuple[jax.Array, jax.Array]:
     return c, jnp.where(alive, norms, 0.0)
 
 
+def per_gradient(unit_weights: jax.Array, norms: jax.Array) -> jax.Array:
+    """Weights of the unit gradients u_t = g_t / ||g_t|| turned into weights of the g_t; a
+    vanished gradient (norm 0, see cosines) gets weight 0."""
+    return jnp.where(norms > 0, unit_weights / jnp.where(norms > 0, norms, 1.0), 0.0)
+
+
 def iterate(step: Callable, residual: Callable, x0, max_iters: int, tol: float = TOL):
     """x <- step(x) until residual(x) <= tol or `max_iters` steps: a `lax.while_loop`."""
     def cond(carry):

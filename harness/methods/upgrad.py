@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs, no_state
-from harness.methods.solvers import cosines, gram, lower_bounded_qp
+from harness.methods.solvers import cosines, gram, lower_bounded_qp, per_gradient
 from harness.schema import Entry
 
 
@@ -47,7 +47,7 @@ def upgrad_weights(grads: jax.Array, iters: int) -> jax.Array:
     # the projection is positively homogeneous, so that of g_t / T is ||g_t|| times it
     v = lower_bounded_qp(c, eye / num_tasks, iters)
     unit_weights = norms @ v
-    return jnp.where(norms > 0, unit_weights / jnp.where(norms > 0, norms, 1.0), 0.0)
+    return per_gradient(unit_weights, norms)
 
 
 def build(cfg: UPGradConfig, tasks: tuple[TaskSpec, ...]) -> Method:
