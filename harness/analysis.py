@@ -62,6 +62,22 @@ TABLE_COLUMNS = (
 )
 
 
+TUNED_CONVENTION = """\
+- **Tuned comparison** (`protocol=tuned`; Kurin et al. 2022, Xin et al. 2022): each multi-task \
+configuration and each single-task baseline got the same search over `protocol.space` on the \
+tuning seeds; each baseline was chosen by its mean validation metric, each configuration by its \
+validation delta_m against the chosen baselines; no test metric was read before the choice. The \
+chosen ones were retrained on fresh seeds (disjoint from the tuning seeds), and only those runs \
+are in this table: `chosen` gives the configuration's chosen values and from how many candidates, \
+`baseline chosen` the baselines'.
+"""
+
+
+def conventions(table: pd.DataFrame) -> str:
+    """The conventions a report states: CONVENTIONS, and the tuned protocol's when its runs are in."""
+    return CONVENTIONS + (TUNED_CONVENTION if "chosen" in table and table["chosen"].notna().any() else "")
+
+
 def relative_change(mtl: ArrayLike, stl: ArrayLike, lower_is_better: bool) -> np.ndarray:
     """r = s * (mtl - stl) / |stl| * 100, s = -1 when lower is better: positive = MTL helped."""
     sign = -1.0 if lower_is_better else 1.0
@@ -199,7 +215,27 @@ def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL
     table["underpowered"] = table["n"] < MIN_SEEDS
     table["delta_m"] = by_config["r_mean"].transform(lambda r: r.mean(skipna=False))
     table = table.astype({"n": int, "n_mtl_failed": int, "lower_is_better": bool})
-    return _sort(table[columns], varying_columns(table))
+    table = _selection(table, runs)
+    return _sort(table[columns + [c for c in SELECTION_COLUMNS if c in table]], varying_columns(table))
+
+
+SELECTION_COLUMNS = ("chosen", "candidates", "baseline_chosen", "baseline_candidates")
+
+
+def _selection(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """protocol=tuned (harness.run.tuned): what was chosen for each row's configuration and its
+    baseline, from the confirmation records; the table unchanged without them."""
+    if "chosen" not in runs:
+        return table
+    mtl = runs[runs["kind"].eq("mtl")].drop_duplicates("config_hash").set_index("config_hash")
+    table = table.copy()
+    table["chosen"] = table["config_hash"].map(mtl["chosen"])
+    table["candidates"] = table["config_hash"].map(mtl["candidates"])
+    stl = runs[runs["kind"].eq("stl") & runs["chosen"].notna()].drop_duplicates("config_hash").set_index("config_hash")
+    base = [mtl.at[h, f"baseline.{t}"] if f"baseline.{t}" in mtl else None for h, t in zip(table["config_hash"], table["task"])]
+    table["baseline_chosen"] = [stl.at[b, "chosen"] if b in stl.index else None for b in base]
+    table["baseline_candidates"] = [stl.at[b, "candidates"] if b in stl.index else np.nan for b in base]
+    return table
 
 
 def _baseline_checks(runs: pd.DataFrame, baseline: str, task: str, seeds: pd.Series, split: str,
@@ -303,6 +339,13 @@ def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -
             shown[c] = table[c].map(fmt_number)
         else:
             shown[c] = table[c].astype(str)
+    if "chosen" in table and table["chosen"].notna().any():  # protocol=tuned: what was chosen
+        def chosen(values: pd.Series, n: pd.Series) -> pd.Series:
+            of = n.map(lambda k: "" if pd.isna(k) else f" (of {int(k)})")
+            return values.fillna("").astype(str).replace("", "as given") + of
+
+        shown["chosen"] = chosen(table["chosen"], table["candidates"])
+        shown["baseline chosen"] = chosen(table["baseline_chosen"], table["baseline_candidates"])
     return shown
 
 

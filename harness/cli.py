@@ -151,7 +151,11 @@ def plan_all(runs: list, points: list[list[str]]) -> None:
     skipped = []
     for run, point in zip(runs, points):
         try:
-            PLANNED.setdefault(repr(run), plan(run, sources))
+            job = PLANNED.setdefault(repr(run), plan(run, sources))
+            if run.protocol.name == "tuned":  # every candidate of its search plans too
+                from harness.run.tuned import check
+
+                check(job)
         except Incompatible as err:
             if not run.skip_incompatible:
                 raise
@@ -207,8 +211,13 @@ def composition_error(err: Exception, overrides: list[str], cause: Exception | N
         return " ".join(str(err).split())
     if "not in struct" in str(cause):
         # A map that starts empty (data.targets) takes new entries only with Hydra's `+`.
-        given = [o.partition("=") for o in overrides]
-        maps = [(n, v) for n, _, v in given if not n.startswith(("+", "~")) and key.startswith(n + ".")]
+        given = [(n, v) for n, _, v in (o.partition("=") for o in overrides) if not n.startswith(("+", "~"))]
+        # The new key itself (protocol.space.method.c=[..]), or a map given with a new entry.
+        new = [(n, v) for n, v in given if n == key or n.startswith(key + ".")]
+        if new:
+            name, value = new[0]
+            return f"{name}={value}: {key} is a new entry, which needs a + in front: +{name}={value}"
+        maps = [(n, v) for n, v in given if key.startswith(n + ".")]
         if maps:
             name, value = max(maps, key=lambda m: len(m[0]))  # the innermost key given
             return f"{name}={value}: new entries of {name} need a + in front: +{name}={value}"

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -31,6 +31,10 @@ OPTIMIZER_STATES = ("per_task", "shared")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
 SELECTIONS = ("best", "final")
+PROTOCOLS = ("fixed", "tuned")
+SEARCHES = ("grid", "random")
+# Config groups whose fields protocol.space may tune (a key is `<group>.<field>`).
+TUNABLE_GROUPS = ("optim", "method", "model", "distill", "train")
 
 
 @dataclass
@@ -91,6 +95,30 @@ class DistillConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """How a configuration is compared with its baselines (harness.run.tuned).
+
+    fixed: the configuration as given, its baselines with the same learning rate and step
+    budget, on `seeds` seeds. tuned: the comparison of the evaluation papers (Kurin et al. 2022;
+    Xin et al. 2022; Gama & Grassi 2025): the configuration and every single-task baseline each
+    get the same search over `space` on `tune_seeds` seeds, each is chosen on the validation
+    split only, and the chosen ones are retrained on `confirm_seeds` fresh seeds (the seeds after
+    the tuning ones), which alone enter the transfer table."""
+
+    name: str = "fixed"  # fixed | tuned
+    # <group> -> <field> -> the values to search, e.g. {optim: {lr: [3e-4, 1e-3, 3e-3]}}; on the
+    # command line protocol.space.optim.lr=[1e-3,1e-2], ~protocol.space.optim.weight_decay. A key
+    # a configuration does not have (method.c under method=equal; any method key for a baseline,
+    # which trains with equal weights) is not searched for it.
+    space: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
+    search: str = "grid"  # grid: every point of the space | random: `budget` points drawn from it
+    budget: int = 8  # random search: points per configuration and per baseline
+    search_seed: int = 0  # random search: which points are drawn
+    tune_seeds: int = 3
+    confirm_seeds: Optional[int] = None  # null: `seeds`
+
+
+@dataclass
 class Config:
     data: Any = MISSING
     model: Any = MISSING
@@ -99,6 +127,7 @@ class Config:
     optim: OptimConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     seeds: int = 5  # number of seeds, run as one vmap-ed program
     seed: int = 0  # first seed; runs use seed, seed+1, ..., seed+seeds-1
     baselines: bool = True  # train (or reuse) the matched single-task runs
@@ -138,6 +167,7 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(group="schema/schedule", name="schedule", node=ScheduleConfig)
     cs.store(group="schema/optim", name="optim", node=OptimConfig)
+    cs.store(group="schema/protocol", name="protocol", node=ProtocolConfig)
     for group, registry in (("data", DATASETS), ("model", MODELS), ("method", METHODS)):
         for name in registry.names():
             cs.store(group=f"schema/{group}", name=name, node=registry.get(name).schema)
@@ -162,13 +192,14 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     skip_incompatible: bool = False
     objective: str = "delta_m"
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
 
 
 # Fields that say where or how many, not what: excluded from a configuration's identity. The last
-# two say how a sweep treats its jobs and are not kept in records either (harness.run.plan).
+# three say how a sweep treats its jobs and are not kept in records either (harness.run.plan).
 NOT_IDENTITY = ("seeds", "seed", "baseline_dir", "study", "baselines", "compile_cache",
-                "skip_incompatible", "objective")
-SWEEP_ONLY = ("skip_incompatible", "objective")
+                "skip_incompatible", "objective", "protocol")
+SWEEP_ONLY = ("skip_incompatible", "objective", "protocol")
 
 
 def identity(run: RunConfig) -> dict[str, Any]:
@@ -247,12 +278,41 @@ def validate(run: RunConfig) -> None:
         _positive("optim.clip_norm", run.optim.clip_norm)
     if run.schedule.draw_from is not None and run.schedule.name != "alternate":
         raise bad("schedule.draw_from", run.schedule.draw_from, "null unless schedule=alternate")
+    validate_protocol(run)
     if run.distill.enabled:
         if not 0.0 <= run.distill.weight <= 1.0:
             raise bad("distill.weight", run.distill.weight, "a number in [0, 1]")
         _positive("distill.temperature", run.distill.temperature)
         if not run.baselines:
             raise bad("baselines", run.baselines, "true with distill.enabled (the teachers are the baselines)")
+
+
+def validate_protocol(run: RunConfig) -> None:
+    p = run.protocol
+    _choice("protocol.name", p.name, PROTOCOLS)
+    _choice("protocol.search", p.search, SEARCHES)
+    _positive("protocol.budget", p.budget)
+    _positive("protocol.tune_seeds", p.tune_seeds)
+    if p.confirm_seeds is not None:
+        _positive("protocol.confirm_seeds", p.confirm_seeds)
+    for group, fields in p.space.items():
+        if group not in TUNABLE_GROUPS:
+            raise bad(f"protocol.space.{group}", fields, f"a config group among {', '.join(TUNABLE_GROUPS)}")
+        for name, values in fields.items():
+            key = f"protocol.space.{group}.{name}"
+            if not _tunable(group, name):
+                raise bad(key, values, f"a field of the {group} config ({group}.{name} is not one)")
+            if not isinstance(values, (list, tuple)) or not values:
+                raise bad(key, values, "a non-empty list of values, e.g. [0.001,0.01]")
+
+
+def _tunable(group: str, name: str) -> bool:
+    """Whether `<group>.<name>` is a field of the group's schema (of any of its options)."""
+    fixed = {"optim": OptimConfig, "train": TrainConfig, "distill": DistillConfig}
+    if group in fixed:
+        return name in {f.name for f in dataclasses.fields(fixed[group])}
+    registry = {"method": METHODS, "model": MODELS}[group]
+    return any(name in {f.name for f in dataclasses.fields(registry.get(n).schema)} for n in registry.names())
 
 
 def single_task(run: RunConfig, task: str, tasks: list[str] | None = None) -> RunConfig:
@@ -300,6 +360,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
         train=obj.train, seeds=obj.seeds, seed=obj.seed, baselines=obj.baselines,
         baseline_dir=obj.baseline_dir, study=obj.study, compile_cache=obj.compile_cache,
         distill=obj.distill, skip_incompatible=obj.skip_incompatible, objective=obj.objective,
+        protocol=obj.protocol,
     )
     validate(run)
     return run

@@ -164,6 +164,10 @@ class Record:
         live, relative to the record's folder. reference: (stl) the linear reference floor of the
         baseline's task ({model, val, test, ...}).
     warnings: notes on the run (e.g. task losses on very different scales).
+    selection: under protocol=tuned (harness.run.tuned), which phase the run belongs to and what
+        was chosen: {"phase": "tune", "values": {key: value}} for a candidate on a tuning seed;
+        {"phase": "confirm", "values": ..., "candidates": n, "score": ...} for the chosen
+        configuration retrained on a fresh seed. Empty under protocol=fixed.
     versions, git_commit, device: the environment that ran it; data_info: the dataset's own
         description (e.g. realised label correlation).
     schema_version: the record's schema version (see KNOWN_VERSIONS).
@@ -189,6 +193,7 @@ class Record:
     baseline_dir: str | None = None
     reference: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    selection: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     git_commit: str | None = None
     device: str | None = None
@@ -321,6 +326,11 @@ def record_row(rec: Record) -> dict[str, Any]:
         row[f"params.{key}"] = rec.param_count.get(key, math.nan)
     for name, h in rec.baselines.items():
         row[f"baseline.{name}"] = h
+    if rec.selection:  # protocol=tuned (harness.run.tuned)
+        row["phase"] = rec.selection.get("phase")
+    if rec.selection.get("phase") == "confirm":
+        row["chosen"] = ", ".join(f"{k}={v}" for k, v in rec.selection.get("values", {}).items())
+        row["candidates"] = rec.selection.get("candidates", math.nan)
     _flatten("cfg", rec.config, row)
     for key, value in rec.data_info.items():
         if not isinstance(value, (list, dict)):
@@ -351,8 +361,9 @@ def find_records(sweep_dir: Path) -> list[Path]:
     return sorted({p.resolve() for p in paths})
 
 
-def load_records(sweep_dir: Path, skipped: list[RecordError] | None = None) -> list[Record]:
-    """Every complete record of a sweep, with the baselines its runs refer to.
+def load_records(sweep_dir: Path, skipped: list[RecordError] | None = None, tuning: bool = False) -> list[Record]:
+    """Every complete record of a sweep, with the baselines its runs refer to; without the
+    tuning runs of protocol=tuned (phase "tune") unless `tuning`.
 
     Files that are not readable records (unknown schema version, empty, truncated, foreign) are
     left out; each one's RecordError (UnknownVersion for a version; .path names the file) is
@@ -366,7 +377,7 @@ def load_records(sweep_dir: Path, skipped: list[RecordError] | None = None) -> l
             if skipped is not None:
                 skipped.append(err)
             continue
-        if rec is not None:
+        if rec is not None and (tuning or rec.selection.get("phase") != "tune"):
             records.append(rec)
     return records
 
@@ -382,13 +393,14 @@ def skipped_summary(skipped: Sequence[RecordError]) -> str:
     return f"skipped {n} record file{'' if n == 1 else 's'}: {'; '.join(parts)}"
 
 
-def collect(sweep_dir: Path, skipped: list[RecordError] | None = None) -> pd.DataFrame:
+def collect(sweep_dir: Path, skipped: list[RecordError] | None = None, tuning: bool = False) -> pd.DataFrame:
     """All runs of a sweep (also one that died midway) as a DataFrame, one row per run.
 
     Files that are not readable records are left out and appended to `skipped` (see
-    load_records).
+    load_records). The tuning runs of protocol=tuned (phase "tune") are left out unless
+    `tuning`: only the confirmation runs enter a table.
     """
-    rows = [record_row(rec) for rec in load_records(sweep_dir, skipped)]
+    rows = [record_row(rec) for rec in load_records(sweep_dir, skipped, tuning)]
     if not rows:
         return pd.DataFrame(columns=["kind", "config_hash", "label", "seed", "status", "task"])
     frame = pd.DataFrame(rows).drop_duplicates(subset=["kind", "config_hash", "seed"])

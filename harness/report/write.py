@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import (CONVENTIONS, MIN_SEEDS, format_transfer, to_markdown,
+from harness.analysis import (MIN_SEEDS, conventions, format_transfer, to_markdown,
                               transfer_table)
 from harness.report import document, html
 from harness.report.affinity import affinity_blocks
@@ -79,7 +79,7 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
     # Only methods that report diagnostics have them: no section (not even a note) otherwise.
     diagnostics = diagnostics_blocks(table, curves)
     return [
-        Section("Conventions", [CONVENTIONS]),
+        Section("Conventions", [conventions(table)]),
         Section("Transfer", [
             "Negative-transfer table: per configuration and task, the single-task (stl) and "
             "multi-task (mtl) metric with 95% intervals, the linear reference (ref), the relative "
@@ -125,7 +125,7 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
     files = {
         "runs.parquet": _parquet(runs), "runs.csv": runs.to_csv(index=False).encode(),
         "transfer.parquet": _parquet(table),
-        "transfer.md": f"# Transfer\n\n{CONVENTIONS}\n{to_markdown(table)}\n".encode(),
+        "transfer.md": f"# Transfer\n\n{conventions(table)}\n{to_markdown(table)}\n".encode(),
         **{plot.path: plot.png for plot in figures},
     }
     paths = {name: out / name for name in files}

@@ -171,6 +171,15 @@ def plan(run: RunConfig, sources: dict | None = None, with_baselines: bool = Tru
                        baselines if with_baselines else {}), shapes)
 
 
+def replan(job: Job, run: RunConfig) -> Job:
+    """`job` under another config of the same data and tasks (a tuning candidate of
+    harness.run.tuned): parts and settings rebuilt, memory checked again, no baselines."""
+    s, tasks = job.settings, job.parts.tasks
+    parts = make_parts(run, tasks, s.input_dim, s.train_size, job.parts.teachers)
+    settings = make_settings(run, tasks, s.input_dim, s.train_size)
+    return checked(Job(run, job.source, parts, settings, {}), data_shapes(run, job.source))
+
+
 def checked(job: Job, shapes: Dataset) -> Job:
     """The job with its program's memory estimate, refused (ConfigError) when its seeds cannot
     fit the device in one program."""
@@ -198,36 +207,60 @@ def param_count(model) -> dict[str, Any]:
     return counts
 
 
+def generate(job: Job) -> tuple[Dataset, dict]:
+    """A planned job's data and the environment fields of its records (with the data's own
+    description)."""
+    run = job.run
+    data_hp = {k: jnp.asarray(v) for k, v in dynamic_values(run.data).items()}
+    data = jax.jit(job.source.generate)(jax.random.key(getattr(run.data, "seed", 0)), data_hp)
+    return data, {**environment(), "data_info": job.source.describe(data)}
+
+
 def units(job: Job, job_dir: Path, baseline_dir: Path, label: str) -> list[Unit]:
     """Generate a planned job's data and list what it still has to train: baselines first, then
     its runs. Seeds whose record exists with the same config hash are left out (an interrupted
     sweep re-run finishes the rest)."""
-    run, tasks = job.run, job.parts.tasks
-    data_hp = {k: jnp.asarray(v) for k, v in dynamic_values(run.data).items()}
-    data = jax.jit(job.source.generate)(jax.random.key(getattr(run.data, "seed", 0)), data_hp)
-    env = {**environment(), "data_info": job.source.describe(data)}
+    run = job.run
+    data, env = generate(job)
     seeds = list(range(run.seed, run.seed + run.seeds))
-    todo_units, hashes = [], {}
-    for name, stl in job.baselines.items():
-        h = hashes[name] = config_hash(identity(stl.run))
-        out_dir = baseline_dir / h
-        (spec,) = stl.parts.tasks
-        common = {"kind": "stl", "config": recorded_config(stl.run), "config_hash": h,
-                  "label": f"stl:{name}", "task": name, "tasks": [name], **env,
-                  "task_specs": {name: dataclasses.asdict(spec)}, "param_count": param_count(stl.parts.model)}
-        # A distilled job also needs its teachers' parameters (a baseline from before they were
-        # kept is retrained: same seed, same record).
-        todo_units.append(Unit("stl", stl, only(data, name), todo(out_dir, h, seeds, run.distill.enabled),
-                               out_dir, common))
-    h = config_hash(identity(run))
-    runs_dir = job_dir / "runs"
-    common = {"kind": "mtl", "config": recorded_config(run), "config_hash": h, "label": label,
-              "task": None, "tasks": [t.name for t in tasks], "baselines": hashes,
-              "baseline_dir": _relative(baseline_dir, runs_dir), **env, "param_count": param_count(job.parts.model),
-              "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}}
-    teachers = {t: baseline_dir / h_ for t, h_ in hashes.items()} if run.distill.enabled else None
-    todo_units.append(Unit("mtl", job, data, todo(runs_dir, h, seeds), runs_dir, common, teachers))
+    todo_units = [stl_unit(stl, data, seeds, baseline_dir, env, need_params=run.distill.enabled)
+                  for stl in job.baselines.values()]
+    hashes = {name: u.common["config_hash"] for name, u in zip(job.baselines, todo_units)}
+    todo_units.append(mtl_unit(job, data, seeds, job_dir / "runs", hashes, baseline_dir, env, label))
     return todo_units
+
+
+def stl_unit(stl: Job, data: Dataset, seeds: list[int], baseline_dir: Path, env: dict,
+             need_params: bool = False, extra: dict | None = None) -> Unit:
+    """A single-task baseline's unit: its seeds without a record under baseline_dir/<hash>
+    (`need_params`: or without saved parameters, for distillation). `data` may hold every task
+    of its multi-task job; only the baseline's own is kept. `extra`: more record fields."""
+    (spec,) = stl.parts.tasks
+    name = spec.name
+    h = config_hash(identity(stl.run))
+    out_dir = baseline_dir / h
+    common = {"kind": "stl", "config": recorded_config(stl.run), "config_hash": h,
+              "label": f"stl:{name}", "task": name, "tasks": [name], **env,
+              "task_specs": {name: dataclasses.asdict(spec)}, "param_count": param_count(stl.parts.model),
+              **(extra or {})}
+    # A distilled job also needs its teachers' parameters (a baseline from before they were
+    # kept is retrained: same seed, same record).
+    return Unit("stl", stl, only(data, name), todo(out_dir, h, seeds, need_params), out_dir, common)
+
+
+def mtl_unit(job: Job, data: Dataset, seeds: list[int], runs_dir: Path, baselines: dict[str, str],
+             baseline_dir: Path, env: dict, label: str, extra: dict | None = None) -> Unit:
+    """A multi-task configuration's unit: its seeds without a record under runs_dir, paired in
+    its records with the baselines `baselines` (task -> config hash) under baseline_dir.
+    `extra`: more record fields."""
+    run, tasks = job.run, job.parts.tasks
+    h = config_hash(identity(run))
+    common = {"kind": "mtl", "config": recorded_config(run), "config_hash": h, "label": label,
+              "task": None, "tasks": [t.name for t in tasks], "baselines": baselines,
+              "baseline_dir": _relative(baseline_dir, runs_dir), **env, "param_count": param_count(job.parts.model),
+              "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}, **(extra or {})}
+    teachers = {t: baseline_dir / h_ for t, h_ in baselines.items()} if run.distill.enabled else None
+    return Unit("mtl", job, data, todo(runs_dir, h, seeds), runs_dir, common, teachers)
 
 
 def recorded_config(run: RunConfig) -> dict:

@@ -50,10 +50,20 @@ class Planned:
     run: RunConfig | None = None
     job_dir: Path | None = None
     results: dict[int, tuple] = field(default_factory=dict)  # id(unit) -> (out, timing, error)
+    # protocol=tuned: (baseline_dir, label); the job tunes and confirms in its task function.
+    tuned: tuple[Path, str] | None = None
 
     def write(self, _cfg: DictConfig) -> float:
         """Hydra's task function for this job (its directory, `.hydra/` and log); its records
-        were written as its group finished. Returns the job's objective (harness.run.objective)."""
+        were written as its group finished (under protocol=tuned: are written now). Returns the
+        job's objective (harness.run.objective)."""
+        if self.tuned is not None:
+            from harness.run.tuned import run_tuned
+
+            if self.run.compile_cache:
+                enable_compile_cache(self.run.compile_cache)
+            run_tuned(self.run, self.job_dir, *self.tuned, progress=step_progress())
+            return objective(self.run, self.job_dir)
         for unit in self.units:
             if unit.kind == "mtl" and id(unit) in self.results:
                 _, _, error = self.results[id(unit)]
@@ -91,6 +101,9 @@ def prepare(configs: list[DictConfig]) -> list[Planned]:
             continue
         baseline_dir = Path(run.baseline_dir) if run.baseline_dir else sweep_dir / "baselines"
         label = cfg.hydra.job.override_dirname or run.study
+        if run.protocol.name == "tuned":  # its runs are only known once it has tuned
+            jobs.append(Planned(cfg, [], run, job_dir, tuned=(baseline_dir, label)))
+            continue
         jobs.append(Planned(cfg, plan_units(run, job_dir, baseline_dir, label, job), run, job_dir))
     return jobs
 
@@ -105,7 +118,15 @@ def plan_units(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str, jo
 
 
 def run_job(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str) -> list[Path]:
-    """Train what is missing for one job and write its records; returns the record paths."""
+    """Train what is missing for one job and write its records; returns the record paths
+    (under protocol=tuned: tunes and confirms, harness.run.tuned, and returns [])."""
+    if run.protocol.name == "tuned":
+        from harness.run.tuned import run_tuned
+
+        if run.compile_cache:
+            enable_compile_cache(run.compile_cache)
+        run_tuned(run, job_dir, baseline_dir, label, progress=step_progress())
+        return []
     written = []
     for unit in plan_units(run, job_dir, baseline_dir, label):
         if unit.seeds:
