@@ -116,6 +116,11 @@ class ProtocolConfig:
     search_seed: int = 0  # random search: which points are drawn
     tune_seeds: int = 3
     confirm_seeds: Optional[int] = None  # null: `seeds`
+    # The scalarization front (Xin et al. 2022) beside every configuration: method=static over
+    # the weight vectors a / front * T (positive integers a summing to `front`; 2-3 tasks) or
+    # `front` Dirichlet draws (more tasks), each tuned and confirmed like any configuration.
+    # 0: no front.
+    front: int = 0
 
 
 @dataclass
@@ -293,6 +298,8 @@ def validate_protocol(run: RunConfig) -> None:
     _choice("protocol.search", p.search, SEARCHES)
     _positive("protocol.budget", p.budget)
     _positive("protocol.tune_seeds", p.tune_seeds)
+    if p.front < 0 or p.front == 1:
+        raise bad("protocol.front", p.front, "0 (no front) or an integer >= 2")
     if p.confirm_seeds is not None:
         _positive("protocol.confirm_seeds", p.confirm_seeds)
     for group, fields in p.space.items():

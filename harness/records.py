@@ -331,6 +331,7 @@ def record_row(rec: Record) -> dict[str, Any]:
     if rec.selection.get("phase") == "confirm":
         row["chosen"] = ", ".join(f"{k}={v}" for k, v in rec.selection.get("values", {}).items())
         row["candidates"] = rec.selection.get("candidates", math.nan)
+        row["front"] = bool(rec.selection.get("front", False))
     _flatten("cfg", rec.config, row)
     for key, value in rec.data_info.items():
         if not isinstance(value, (list, dict)):

@@ -15,7 +15,8 @@ from harness.methods.cagrad import CAGradConfig
 from harness.records import collect
 from harness.run.plan import plan
 from harness.run.sweep import run_job
-from harness.run.tuned import (applicable, candidates, choose_baseline, choose_config, points, run_tuned,
+from harness.analysis import transfer_table
+from harness.run.tuned import (applicable, front_weights, candidates, choose_baseline, choose_config, points, run_tuned,
                                seeds_of, validation_view)
 from tests.helpers import small_run
 
@@ -124,6 +125,7 @@ def permuted_test_labels(tmp_path_factory):
         path = tmp_path_factory.mktemp(name) / "data.npz"
         np.savez(path, X=x, **ys)
         run = tuned(data=FilesConfig(path=str(path), targets={"a": "regression", "b": "regression"}))
+        run = dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, front=3))
         root = path.parent
         chosen = run_tuned(run, root / "job", root / "baselines", "job")
         out[name] = (chosen, collect(root), collect(root, tuning=True))
@@ -140,12 +142,12 @@ def test_permuting_the_test_labels_changes_no_choice(permuted_test_labels):
 
 def test_only_confirmation_runs_enter_the_table(permuted_test_labels):
     chosen, runs, everything = permuted_test_labels["plain"]
-    mtl = runs[runs["kind"].eq("mtl")]
+    mtl = runs[runs["kind"].eq("mtl") & ~runs["front"]]
     assert sorted(mtl["seed"]) == [2, 3] and set(mtl["phase"]) == {"confirm"}
     assert set(runs.loc[runs["kind"].eq("stl"), "phase"]) == {"confirm"}
     tune = everything[everything["phase"].eq("tune")]
     assert set(tune["seed"]) == {0, 1}
-    assert tune[tune["kind"].eq("mtl")]["config_hash"].nunique() == 2  # both candidates tuned
+    assert tune[tune["kind"].eq("mtl")]["config_hash"].nunique() == 2 * 3  # both candidates of 3 configs
     lr = chosen["values"]["optim.lr"]
     assert set(mtl["cfg.optim.lr"]) == {lr} and set(mtl["chosen"]) == {f"optim.lr={lr}"}
     # Each confirmation baseline is the one chosen for its task.
@@ -163,3 +165,23 @@ def test_a_one_point_space_is_the_fixed_protocol_on_the_confirmation_seeds(tmp_p
     keep = ["kind", "config_hash", "seed", "val.t1", "val.t2", "test.t1", "test.t2"]
     pd.testing.assert_frame_equal(a[keep].sort_values(keep[:3], ignore_index=True),
                                   b[keep].sort_values(keep[:3], ignore_index=True))
+
+
+def test_front_weights_are_the_simplex_lattice_summing_to_the_task_count():
+    assert front_weights(2, 4) == [[0.5, 1.5], [1.0, 1.0], [1.5, 0.5]]
+    three = front_weights(3, 4)
+    assert len(three) == 3 and all(sum(w) == pytest.approx(3) and min(w) > 0 for w in three)
+    many = front_weights(5, 6, seed=1)
+    assert len(many) == 6 and all(sum(w) == pytest.approx(5) for w in many) and many == front_weights(5, 6, seed=1)
+
+
+def test_the_front_is_tuned_and_confirmed_beside_the_configuration(permuted_test_labels):
+    _, runs, _ = permuted_test_labels["plain"]
+    front = runs[runs["kind"].eq("mtl") & runs["front"]]
+    assert sorted(front["cfg.method.weights"].unique()) == ["[0.666667, 1.333333]", "[1.333333, 0.666667]"]
+    assert set(front["seed"]) == {2, 3} and set(front["candidates"]) == {2}
+    # Paired with the same chosen baselines as the configuration.
+    own = runs[runs["kind"].eq("mtl") & ~runs["front"]]
+    assert set(front["baseline.a"]) == set(own["baseline.a"])
+    table = transfer_table(runs)
+    assert table["config_hash"].nunique() == 3 and table["chosen"].notna().all()

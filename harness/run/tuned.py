@@ -104,8 +104,9 @@ class Candidates:
     stl: dict[str, list[tuple[dict, Job]]]
 
 
-def candidates(job: Job) -> Candidates:
-    """Plan every candidate of a job (raises ConfigError for a bad value in the space)."""
+def candidates(job: Job, baselines: bool = True) -> Candidates:
+    """Plan every candidate of a job and (with `baselines`) of its baselines; raises ConfigError
+    for a bad value in the space."""
     run, p = job.run, job.run.protocol
     if run.distill.enabled:
         raise bad("protocol.name", "tuned", "protocol=fixed with distill.enabled (the teachers would be "
@@ -117,12 +118,14 @@ def candidates(job: Job) -> Candidates:
         values = points(applicable(base.run, space), p.search, p.budget, p.search_seed)
         return [(v, replan(base, with_values(base.run, v, tune[0], len(tune)))) for v in values]
 
-    return Candidates(plan_all(job), {t: plan_all(b) for t, b in job.baselines.items()})
+    return Candidates(plan_all(job), {t: plan_all(b) for t, b in job.baselines.items()} if baselines else {})
 
 
 def check(job: Job) -> None:
-    """The up-front check of a tuned job (harness.cli): its candidates plan."""
+    """The up-front check of a tuned job (harness.cli): its candidates and its front plan."""
     candidates(job)
+    for c in front_configs(job, Path(".")):
+        candidates(c.job, baselines=False)
 
 
 def validation_view(runs: pd.DataFrame) -> pd.DataFrame:
@@ -195,31 +198,74 @@ def _rows(units: list[Unit], seeds: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@dataclasses.dataclass
+class Compared:
+    """One multi-task configuration the tuned protocol compares: the job's own, or a point of
+    the scalarization front."""
+
+    label: str
+    job: Job
+    job_dir: Path  # its confirmation runs go to job_dir/runs, its tuning runs to job_dir/tune
+    front: bool = False
+
+
+def front_weights(num_tasks: int, k: int, seed: int = 0) -> list[list[float]]:
+    """The static weight vectors of the scalarization front (Xin et al. 2022): for 2 or 3 tasks
+    every vector a / k * T with positive integers a summing to k (the lattice inside the
+    simplex, so no task is dropped), scaled to sum to T so that (1, ..., 1) is equal weighting;
+    for more tasks, k vectors drawn from a flat Dirichlet with `seed`."""
+    if num_tasks <= 3:
+        combos = [a for a in itertools.product(range(1, k), repeat=num_tasks) if sum(a) == k]
+        return [[num_tasks * ai / k for ai in a] for a in combos]
+    draws = np.random.default_rng(seed).dirichlet(np.ones(num_tasks), size=k)
+    return [[float(num_tasks * w) for w in row] for row in draws]
+
+
+def front_configs(job: Job, front_dir: Path) -> list[Compared]:
+    """The front's configurations for `job`'s data, model and schedule (method=static)."""
+    from harness.methods.static import StaticConfig
+
+    k = job.run.protocol.front
+    if not k:
+        return []
+    out = []
+    for w in front_weights(len(job.parts.tasks), k, job.run.protocol.search_seed):
+        run = dataclasses.replace(job.run, method=StaticConfig(weights=[round(x, 6) for x in w]))
+        out.append(Compared(f"front: static weights=[{', '.join(f'{x:.3g}' for x in w)}]", replan(job, run),
+                            front_dir / config_hash(identity(run)), front=True))
+    return out
+
+
 def run_tuned(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str, max_batch: int = 4096,
               progress: Callable[[str], None] | None = None) -> dict:
-    """Tune, select on validation, confirm on fresh seeds (module docstring); returns what was
-    chosen: {"values", "score", "candidates", "baselines": task -> {"values", "score", "candidates"}},
-    or {} when no candidate of the configuration or of a baseline had every tuning seed ok."""
+    """Tune, select on validation, confirm on fresh seeds (module docstring), for the job's
+    configuration and, with protocol.front, the scalarization front beside it (under
+    job_dir/../front, shared by the jobs of a sweep with the same data, model and schedule).
+    Returns what was chosen for the job's configuration: {"values", "score", "candidates",
+    "baselines": task -> {"values", "score", "candidates"}}, or {} when no candidate of it or of
+    a baseline had every tuning seed ok."""
     from harness.run.sweep import FAILED, Planned, execute
 
     job = planned(run)
-    cands = candidates(job)
+    compared = [Compared(label, job, job_dir), *front_configs(job, job_dir.parent / "front")]
     tune, confirm = seeds_of(run)
     data, env = generate(job)
     if data.val.x.shape[0] == 0:
         raise bad("protocol.name", "tuned", "a dataset with a validation split (selection reads only validation metrics)")
+    stl_cands = candidates(job).stl
+    mtl_cands = [candidates(c.job, baselines=False).mtl for c in compared]
     failed: list[str] = []
 
     def train(units: list[Unit]) -> None:
         execute([Planned(None, units)], max_batch, progress)
         failed.extend(FAILED)
 
-    # 1-2. Tune every candidate of the configuration and of its baselines.
-    stl_units = {t: [_tune_stl(b, v, data, tune, baseline_dir, env) for v, b in cs] for t, cs in cands.stl.items()}
-    mtl_units = [_tune_mtl(c, v, data, tune, job_dir, baseline_dir, env, label) for v, c in cands.mtl]
-    train([u for us in stl_units.values() for u in us] + mtl_units)
+    # 1-2. Tune every candidate of the configurations and of their baselines.
+    stl_units = {t: [_tune_stl(b, v, data, tune, baseline_dir, env) for v, b in cs] for t, cs in stl_cands.items()}
+    mtl_units = [[_tune_mtl(j, v, data, tune, c, baseline_dir, env) for v, j in cs] for c, cs in zip(compared, mtl_cands)]
+    train([u for us in stl_units.values() for u in us] + [u for us in mtl_units for u in us])
 
-    # 3. Select, on a table that has no test column.
+    # 3. Select, on tables without a test column.
     chosen_stl = {}
     for t, us in stl_units.items():
         pick = choose_baseline(validation_view(_rows(us, tune)), t, len(tune))
@@ -230,33 +276,34 @@ def run_tuned(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str, max
         chosen_stl[t] = pick
     stl_rows = validation_view(_rows([u for us in stl_units.values() for u in us], tune))
     chosen_base_rows = stl_rows[stl_rows["config_hash"].isin([h for h, _ in chosen_stl.values()])]
-    pick = choose_config(validation_view(_rows(mtl_units, tune)), chosen_base_rows, list(stl_units), len(tune))
-    if pick is None:
-        log.error(f"{label}: no candidate trained every tuning seed without diverging; nothing confirmed")
-        FAILED[:] = failed
-        return {}
 
     # 4. Confirm the chosen ones on fresh seeds.
-    h_mtl, score = pick
-    values, best = next((v, c) for v, c in cands.mtl if config_hash(identity(c.run)) == h_mtl)
-    chosen = {"values": values, "score": score, "candidates": len(cands.mtl), "baselines": {}}
-    units, hashes = [], {}
+    units, hashes, chosen = [], {}, {}
+    baselines = {}
     for t, (h_stl, metric) in chosen_stl.items():
-        v, b = next((v, b) for v, b in cands.stl[t] if config_hash(identity(b.run)) == h_stl)
-        info = {"values": v, "score": metric, "candidates": len(cands.stl[t])}
-        chosen["baselines"][t] = info
+        v, b = next((v, b) for v, b in stl_cands[t] if config_hash(identity(b.run)) == h_stl)
+        baselines[t] = {"values": v, "score": metric, "candidates": len(stl_cands[t])}
         unit = stl_unit(_reseeded(b, confirm), data, confirm, baseline_dir, env,
-                        extra={"selection": {"phase": "confirm", **info}})
+                        extra={"selection": {"phase": "confirm", **baselines[t]}})
         hashes[t] = unit.common["config_hash"]
         units.append(unit)
-    units.append(mtl_unit(_reseeded(best, confirm), data, confirm, job_dir / "runs", hashes, baseline_dir, env, label,
-                          extra={"selection": {"phase": "confirm", "values": values, "score": score,
-                                               "candidates": len(cands.mtl), "criterion": "val delta_m",
-                                               "tune_seeds": tune}}))
+    for c, cs, us in zip(compared, mtl_cands, mtl_units):
+        pick = choose_config(validation_view(_rows(us, tune)), chosen_base_rows, list(stl_units), len(tune))
+        if pick is None:
+            log.error(f"{c.label}: no candidate trained every tuning seed without diverging; nothing confirmed")
+            continue
+        h_mtl, score = pick
+        values, best = next((v, j) for v, j in cs if config_hash(identity(j.run)) == h_mtl)
+        info = {"values": values, "score": score, "candidates": len(cs)}
+        units.append(mtl_unit(_reseeded(best, confirm), data, confirm, c.job_dir / "runs", hashes, baseline_dir, env,
+                              c.label, extra={"selection": {"phase": "confirm", **info, "criterion": "val delta_m",
+                                                            "tune_seeds": tune, "front": c.front}}))
+        if c.job is job:
+            chosen = {**info, "baselines": baselines}
+            log.info(f"{label}: chose {_text(values)} from {len(cs)} candidates (val delta_m {score:+.3g}%); "
+                     + "; ".join(f"baseline {t}: {_text(i['values'])}" for t, i in baselines.items()))
     train(units)
     FAILED[:] = failed
-    log.info(f"{label}: chose {_text(values)} from {len(cands.mtl)} candidates (val delta_m {score:+.3g}%); "
-             + "; ".join(f"baseline {t}: {_text(i['values'])}" for t, i in chosen["baselines"].items()))
     return chosen
 
 
@@ -272,8 +319,7 @@ def _tune_stl(b: Job, values: dict, data, seeds: list[int], baseline_dir: Path, 
     return stl_unit(b, data, seeds, baseline_dir, env, extra={"selection": {"phase": "tune", "values": values}})
 
 
-def _tune_mtl(c: Job, values: dict, data, seeds: list[int], job_dir: Path, baseline_dir: Path, env: dict,
-              label: str) -> Unit:
-    h = config_hash(identity(c.run))
-    return mtl_unit(c, data, seeds, job_dir / "tune" / h, {}, baseline_dir, env, f"{label} [{_text(values)}]",
+def _tune_mtl(j: Job, values: dict, data, seeds: list[int], c: Compared, baseline_dir: Path, env: dict) -> Unit:
+    h = config_hash(identity(j.run))
+    return mtl_unit(j, data, seeds, c.job_dir / "tune" / h, {}, baseline_dir, env, f"{c.label} [{_text(values)}]",
                     extra={"selection": {"phase": "tune", "values": values}})
