@@ -307,8 +307,11 @@ def record_row(rec: Record) -> dict[str, Any]:
         "seed": rec.seed, "status": rec.status,
         "diverged_step": rec.diverged_step if rec.diverged_step is not None else math.nan,
         "task": rec.task, "compile_s": rec.timing.get("compile_s", math.nan),
-        "run_s": rec.timing.get("run_s", math.nan),
+        "run_s": rec.timing.get("run_s", math.nan), "batch": rec.timing.get("batch", math.nan),
     }
+    if "program_bytes" in rec.timing:  # XLA's figure for the program the run was part of
+        row["program_bytes"] = rec.timing["program_bytes"]
+        row["program_runs"] = rec.timing["program_runs"]
     for split in ("val", "test"):
         for name, value in rec.metrics[split].items():
             row[f"{split}.{name}"] = math.nan if value is None else value

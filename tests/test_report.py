@@ -223,7 +223,7 @@ def test_html_is_self_contained_and_sortable(full):
     for src in images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1], validate=True).startswith(PNG)
-    assert html.count('<table class="sortable">') == 3  # transfer, conflict, groupings
+    assert html.count('<table class="sortable">') == 4  # transfer, ranking, conflict, groupings
     script = html[html.index("<script>"):html.index("</script>")]
     assert 'addEventListener("click"' in script and "aria-sort" in script
 

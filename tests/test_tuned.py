@@ -185,3 +185,13 @@ def test_the_front_is_tuned_and_confirmed_beside_the_configuration(permuted_test
     assert set(front["baseline.a"]) == set(own["baseline.a"])
     table = transfer_table(runs)
     assert table["config_hash"].nunique() == 3 and table["chosen"].notna().all()
+
+
+def test_the_report_states_the_protocol_and_ranks_against_the_front(permuted_test_labels, tmp_path):
+    from harness.report import write_report
+
+    _, runs, _ = permuted_test_labels["plain"]
+    paths = write_report(runs, tmp_path, records=[])
+    text = paths["report.md"].read_text()
+    assert "**Tuned comparison**" in text and "## Ranking" in text and "figures/front.png" in text
+    assert "(of 2)" in paths["transfer.md"].read_text()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import (MIN_SEEDS, conventions, format_transfer, to_markdown,
+from harness.analysis import (MIN_SEEDS, conventions, format_transfer, paired, to_markdown,
                               transfer_table)
 from harness.report import document, html
 from harness.report.affinity import affinity_blocks
@@ -22,6 +22,7 @@ from harness.report.diagnostics import diagnostics_blocks
 from harness.report.document import Plot, Section, Table
 from harness.report.heatmaps import heatmap_blocks
 from harness.report.learning import learning_blocks
+from harness.report.ranking import ranking_blocks
 from harness.report.tradeoff import tradeoff_blocks
 from harness.report.transfer_plot import plot_transfer
 from harness.records import Record, atomic_write_bytes, atomic_write_text, load_records
@@ -86,6 +87,7 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
             "change r_t, the Holm-corrected verdict, delta_m and the baseline checks. In "
             "report.html, click a header to sort.",
             Table(format_transfer(table)), transfer]),
+        Section("Ranking", ranking_blocks(table, paired(runs, split), runs)),
         Section("Heatmaps", heatmap_blocks(table)),
         Section("Learning curves", learning_blocks(table, runs, curves, split)),
         Section("Trade-off", tradeoff_blocks(table, runs)),

@@ -73,6 +73,7 @@ def execute_units(units: Sequence[Unit], checkpoint_dir: Path | None = None,
     keys, hp, data, size = _shard(keys, hp, data, batched_data=not shared_data)
     data_axis = None if shared_data else 0
     every = run0.train.checkpoint_every
+    memory = {}
     if every and checkpoint_dir is not None:
         out, compile_s, run_s = run_in_segments(trainer, keys, hp, data, data_axis, every // run0.train.eval_every,
                                                 run0.train.steps, checkpoint_dir, progress)
@@ -80,16 +81,28 @@ def execute_units(units: Sequence[Unit], checkpoint_dir: Path | None = None,
         fn = jax.jit(jax.vmap(lambda k, h, d: trainer.train(jax.random.key(k), h, d), in_axes=(0, 0, data_axis)))
         t0 = time.perf_counter()
         compiled = fn.lower(keys, hp, data).compile()
+        memory = program_memory(compiled, size)
         t1 = time.perf_counter()
         out = jax.device_get(jax.block_until_ready(compiled(keys, hp, data)))
         compile_s, run_s = t1 - t0, time.perf_counter() - t1
     out["params"] = out.pop("final").params  # a baseline's are kept as a teacher; not in records
     outs, start = [], 0
     for u in units:
-        outs.append(jax.tree.map(lambda a: a[start:start + len(u.seeds)], out))
+        outs.append({**jax.tree.map(lambda a: a[start:start + len(u.seeds)], out), "memory": memory})
         start += len(u.seeds)
     assert start <= size
     return outs, compile_s, run_s
+
+
+def program_memory(compiled, runs: int) -> dict:
+    """XLA's own figure for a compiled program's memory (arguments + outputs + temporaries, in
+    bytes) and how many runs it holds; {} where the backend gives none."""
+    try:
+        m = compiled.memory_analysis()
+        total = int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+    except Exception:  # not every backend implements it
+        return {}
+    return {"program_bytes": total, "program_runs": int(runs)}
 
 
 def execute(job: Job, data, seeds: list[int]) -> tuple[dict, float, float]:

@@ -97,7 +97,7 @@ def records(run, tasks, out: dict, seeds: list[int], timing: dict, common: dict)
             selected_step={t.name: steps[int(pick[j])] for j, t in enumerate(tasks)},
             val_trend={t.name: (val_trend(val[:, j], t.lower_is_better) if ok else None)
                        for j, t in enumerate(tasks)},
-            curves=curves(out, i, names, steps), timing=timing))
+            curves=curves(out, i, names, steps), timing={**timing, **out.get("memory", {})}))
     return recs
 
 
