@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harness.config import register_configs, resolve
+from harness.records import collect
 from harness.run.plan import build_source
 from harness.run.sweep import run_job
 
@@ -27,9 +28,14 @@ def first_point(cfg) -> list[str]:
     return [f"{k}={str(v).split(',')[0]}" for k, v in params.items()]
 
 
+# A tuned study's search shrunk to one drawn candidate and a one-point front, on one tuning seed.
+TINY_TUNED = ["protocol.tune_seeds=1", "protocol.search=random", "protocol.budget=1", "protocol.front=2"]
+
+
 def train_tiny(tmp_path, overrides):
     sweep = first_point(compose_with(overrides, hydra_node=True))
-    cfg = compose_with(overrides + sweep + TINY)
+    tuned = compose_with(overrides).protocol.name == "tuned"
+    cfg = compose_with(overrides + sweep + TINY + (TINY_TUNED if tuned else []))
     run = resolve(cfg)
     paths = run_job(run, tmp_path / "job", tmp_path / "baselines", "tiny")
     return run, paths
@@ -40,6 +46,11 @@ def test_every_experiment_trains_a_couple_of_steps(tmp_path, name):
     run, paths = train_tiny(tmp_path, [f"experiment={name}"])
     assert run.study == name
     num_tasks = len(build_source(run).tasks)
+    if run.protocol.name == "tuned":  # its confirmation runs, its front's and one baseline per task
+        runs = collect(tmp_path)
+        assert len(runs) == run.seeds * (2 + num_tasks) and set(runs["phase"]) == {"confirm"}
+        assert runs["front"].sum() == run.seeds
+        return
     assert len(paths) == run.seeds * (1 + num_tasks)  # its runs and one baseline per task
 
 

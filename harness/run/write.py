@@ -107,6 +107,19 @@ def failed(unit: Unit, timing: dict, error: str) -> list[Record]:
                    timing=timing) for s in unit.seeds]
 
 
+# Reference floors already fitted in this process, by (data config, task, rows): the floor
+# depends on the data alone, and the tuned protocol writes many baselines of one task (one per
+# candidate learning rate), each of which would otherwise fit the same linear models again.
+_FLOORS: dict[tuple, dict] = {}
+
+
+def _floor(unit: Unit, task, rows: int | None) -> dict:
+    key = (repr(unit.run.data), task.name, rows)
+    if key not in _FLOORS:
+        _FLOORS[key] = reference_floor(task, unit.data, rows)
+    return dict(_FLOORS[key])
+
+
 def write_unit(unit: Unit, out: dict | None, timing: dict, error: str | None = None) -> list[Path]:
     """Write one record per seed of a unit: from its outputs, or as failed with the error."""
     recs = (failed(unit, timing, error) if out is None
@@ -116,7 +129,7 @@ def write_unit(unit: Unit, out: dict | None, timing: dict, error: str | None = N
             teachers.save(unit.out_dir, seed, jax.tree.map(lambda a: a[i], out["params"]))
         (task,) = unit.tasks
         rows = (getattr(unit.run.data, "train_rows", None) or {}).get(task.name)
-        floor = reference_floor(task, unit.data, rows)
+        floor = _floor(unit, task, rows)
         for rec in recs:
             rec.reference = floor
     if out is not None and unit.kind == "mtl":
