@@ -5,8 +5,8 @@ MGDA regularised towards a target direction, the mean gradient g0:
   w = argmin_{w in simplex} 1/2 ||G^T w||^2 + lambda g0 . G^T w,
   d = (G^T w + lambda g0) / (1 + lambda),
 so lambda = 0 is MGDA and large lambda the mean gradient. The inner problem gets `iters` steps
-of projected gradient descent with momentum (step 5, momentum 0.5, as in the reference) on the
-Gram matrix divided by the squared mean gradient norm, warm-started from the previous step's w
+of projected gradient descent with momentum (step `inner_lr`, momentum 0.5; the reference's SGD
+has step 5) on the Gram matrix divided by the squared mean gradient norm, warm-started from the previous step's w
 (the state). The Gram matrix is estimated without bias from two independent samples, G1 G2^T:
 here the current step's gradients and the previous step's (kept in the state; on the first step
 the current ones twice). Task-specific parameters get their plain gradients (weights 1); the
@@ -15,7 +15,10 @@ diagnostic "w" records the weights.
 Differences from the reference implementation (the authors' code, via LibMTL): the reference
 draws three batches per step (two for G1 G2^T, one for the direction); the trainer draws one,
 so the previous step's gradients stand in for the second sample and the current ones give the
-direction. Schedules: joint only.
+direction. The inner step is a config value (dynamic): the reference's 5 is far above 2 / (the
+largest eigenvalue of that matrix, about 1 to T), so its iterates bounce between vertices of the
+simplex and where they stop after `iters` steps can turn on rounding; a step below 1 / T
+converges. Schedules: joint only.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic
 from harness.methods.solvers import project_simplex
 from harness.schema import Entry
 
-INNER_LR, INNER_MOMENTUM = 5.0, 0.5  # the reference's SGD on the weights
+INNER_MOMENTUM = 0.5  # the reference's SGD on the weights
 SCALE_EPS = 1e-8
 
 
@@ -40,6 +43,7 @@ class SDMGradConfig:
     name: str = "sdmgrad"
     lamda: float = dynamic(0.3)  # pull towards the mean gradient: 0 MGDA, large -> the mean
     iters: int = 20  # projected-gradient steps on the weights per update
+    inner_lr: float = dynamic(5.0)  # their step size (the reference's)
 
 
 class TwoSampleState(NamedTuple):
@@ -61,7 +65,7 @@ def other_sample(grads: jax.Array, state: TwoSampleState) -> jax.Array:
     return jnp.where(state.step > 0, state.previous, grads)
 
 
-def direction_weights(cross: jax.Array, start: jax.Array, lamda: jax.Array, iters: int) -> jax.Array:
+def direction_weights(cross: jax.Array, start: jax.Array, lamda: jax.Array, lr: jax.Array, iters: int) -> jax.Array:
     """w after `iters` momentum steps from `start` on 1/2 w^T K w + lamda mean(K) . w, K = G1 G2^T
     over its mean squared diagonal."""
     diag = jnp.maximum(jnp.diag(cross), 0.0)
@@ -71,7 +75,7 @@ def direction_weights(cross: jax.Array, start: jax.Array, lamda: jax.Array, iter
     def step(_, carry):
         w, velocity = carry
         velocity = INNER_MOMENTUM * velocity + k @ w + pull
-        return project_simplex(w - INNER_LR * velocity), velocity
+        return project_simplex(w - lr * velocity), velocity
 
     return jax.lax.fori_loop(0, iters, step, (start, jnp.zeros_like(start)))[0]
 
@@ -79,12 +83,15 @@ def direction_weights(cross: jax.Array, start: jax.Array, lamda: jax.Array, iter
 def build(cfg: SDMGradConfig, tasks: tuple[TaskSpec, ...]) -> Method:
     if not cfg.lamda >= 0:
         raise bad("method.lamda", cfg.lamda, "a number >= 0")
+    if not cfg.inner_lr > 0:
+        raise bad("method.inner_lr", cfg.inner_lr, "a number > 0")
     if cfg.iters < 1:
         raise bad("method.iters", cfg.iters, "an integer >= 1")
 
     def update(losses, grads, state, key, hparams):
         lamda = hparams["lamda"]
-        w = direction_weights(other_sample(grads, state) @ grads.T, state.weights, lamda, cfg.iters)
+        w = direction_weights(other_sample(grads, state) @ grads.T, state.weights, lamda, hparams["inner_lr"],
+                              cfg.iters)
         direction = (w @ grads + lamda * jnp.mean(grads, axis=0)) / (1.0 + lamda)
         new_state = TwoSampleState(w, grads, state.step + 1)
         return MethodOutput(jnp.ones_like(losses), direction, new_state, {"w": w})
