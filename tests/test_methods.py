@@ -216,8 +216,8 @@ def test_permuting_tasks_permutes_weights_and_keeps_direction(name):
     ("stch", {"transform": "exp"}), ("dualproj", {"iters": 0}), ("fairgrad", {"alpha": 0.0}),
     ("fairgrad", {"iters": 0}), ("excessmtl", {"step_size": -0.1}), ("moco", {"beta": 1.5}),
     ("moco", {"gamma": 0.0}), ("moco", {"rho": -1.0}), ("sdmgrad", {"lamda": -0.1}), ("sdmgrad", {"iters": 0}),
-    ("sdmgrad", {"inner_lr": 0.0}), ("modo", {"gamma": 0.0}), ("modo", {"rho": -0.1}), ("rgw", {"distribution": "gamma"}),
-    ("cr_mogm", {"wrapped": "equal"}), ("cr_mogm", {"wrapped": "cr_mogm"}), ("cr_mogm", {"wrapped": "nope"}),
+    ("sdmgrad", {"inner_lr": 0.0}), ("modo", {"gamma": 0.0}), ("modo", {"rho": -0.1}),
+    ("rgw", {"distribution": "gamma"}), ("cr_mogm", {"wrapped": "equal"}), ("cr_mogm", {"wrapped": "cr_mogm"}), ("cr_mogm", {"wrapped": "nope"}),
     ("cr_mogm", {"alpha": 0.0}), ("geometric_mean", {"preferences": [1.0, -1.0]}),
     ("geometric_mean", {"preferences": [1.0]}),
 ])
