@@ -6,8 +6,8 @@ MGDA regularised towards a target direction, the mean gradient g0:
   d = (G^T w + lambda g0) / (1 + lambda),
 so lambda = 0 is MGDA and large lambda the mean gradient. The inner problem gets `iters` steps
 of projected gradient descent with momentum (step `inner_lr`, momentum 0.5; the reference's SGD
-has step 5) on the Gram matrix divided by the squared mean gradient norm, warm-started from the previous step's w
-(the state). The Gram matrix is estimated without bias from two independent samples, G1 G2^T:
+has step 5) on the Gram matrix divided by the squared mean gradient norm, warm-started from the
+previous step's w (the state). The Gram matrix is estimated without bias from two independent samples, G1 G2^T:
 here the current step's gradients and the previous step's (kept in the state; on the first step
 the current ones twice). Task-specific parameters get their plain gradients (weights 1); the
 diagnostic "w" records the weights.
@@ -16,9 +16,9 @@ Differences from the reference implementation (the authors' code, via LibMTL): t
 draws three batches per step (two for G1 G2^T, one for the direction); the trainer draws one,
 so the previous step's gradients stand in for the second sample and the current ones give the
 direction. The inner step is a config value (dynamic): the reference's 5 is far above 2 / (the
-largest eigenvalue of that matrix, about 1 to T), so its iterates bounce between vertices of the
-simplex and where they stop after `iters` steps can turn on rounding; a step below 1 / T
-converges. Schedules: joint only.
+largest eigenvalue of that matrix, T or more), so its iterates bounce between vertices of the
+simplex and where they stop after `iters` steps can turn on rounding; a step below 1 / (the sum
+of squared gradient norms over the squared mean norm) converges. Schedules: joint only.
 """
 from __future__ import annotations
 
