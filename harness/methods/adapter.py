@@ -86,6 +86,8 @@ def task_aggregator(name: str, num_tasks: int, shared: PyTree | Callable | None 
         if method.needs is Needs.LOSSES:
             grads = None
         elif method_grads is not None:
+            if method.needs is Needs.SHARED_GRADS:
+                raise ValueError(f"method_grads: {name} combines the shared parameters' gradients; pass none")
             grads = method_grads
         else:
             grads = jax.vmap(lambda ls: ravel_pytree(ls)[0])(shared_leaves)

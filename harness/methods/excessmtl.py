@@ -46,9 +46,9 @@ class ExcessMTLState(NamedTuple):
     step: jax.Array  # int32
 
 
-def excess_risks(grads: jax.Array, squares: jax.Array) -> jax.Array:
-    """e_t = g_t^T diag(sqrt(h_t + eps))^-1 g_t (T,)."""
-    return jnp.sum(grads**2 / jnp.sqrt(squares + ADAGRAD_EPS), axis=1)
+def excess_risks(squared: jax.Array, squares: jax.Array) -> jax.Array:
+    """e_t = g_t^T diag(sqrt(h_t + eps))^-1 g_t (T,), from the squared gradients g_t^2."""
+    return jnp.sum(squared * jax.lax.rsqrt(squares + ADAGRAD_EPS), axis=1)
 
 
 def build(cfg: ExcessMTLConfig, tasks: tuple[TaskSpec, ...]) -> Method:
@@ -61,8 +61,9 @@ def build(cfg: ExcessMTLConfig, tasks: tuple[TaskSpec, ...]) -> Method:
                               jnp.zeros((), jnp.int32))
 
     def update(losses, grads, state, key, hparams):
-        squares = state.squares + grads**2
-        risks = excess_risks(grads, squares)
+        squared = grads**2
+        squares = state.squares + squared
+        risks = excess_risks(squared, squares)
         started = state.step > 0
         first = jnp.where(started, state.first, risks)
         ratio = jnp.where(first > 0, risks / jnp.where(first > 0, first, 1.0), 0.0)

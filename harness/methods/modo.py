@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from harness.data.base import TaskSpec
 from harness.errors import bad
 from harness.methods.base import METHODS, Method, MethodOutput, Needs, dynamic
-from harness.methods.sdmgrad import TwoSampleState, other_sample, two_sample_init
+from harness.methods.sdmgrad import TwoSampleState, cross_gram, two_sample_init
 from harness.methods.solvers import project_simplex
 from harness.schema import Entry
 
@@ -44,7 +44,7 @@ def build(cfg: MoDoConfig, tasks: tuple[TaskSpec, ...]) -> Method:
 
     def update(losses, grads, state, key, hparams):
         lam = state.weights
-        pulled = other_sample(grads, state) @ (grads.T @ lam) + hparams["rho"] * lam
+        pulled = cross_gram(grads, state) @ lam + hparams["rho"] * lam
         lam = project_simplex(lam - hparams["gamma"] * pulled)
         new_state = TwoSampleState(lam, grads, state.step + 1)
         return MethodOutput(jnp.ones_like(losses), lam @ grads, new_state, {"lambda": lam})
