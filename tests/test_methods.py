@@ -26,11 +26,11 @@ from harness.schema import dynamic_values
 P = 7
 CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
 # Deterministic and symmetric in the tasks (pcgrad and gradvac draw random visiting orders,
-# rlw random weights, graddrop random masks, static reads per-task weights from the config).
-SYMMETRIC = sorted(set(METHODS.names()) - {"pcgrad", "gradvac", "rlw", "static", "graddrop"})
+# rlw and rgw random weights, graddrop random masks, static reads per-task weights from the config).
+SYMMETRIC = sorted(set(METHODS.names()) - {"pcgrad", "gradvac", "rlw", "rgw", "static", "graddrop"})
 # Methods whose state is the empty tuple (imtl too, in mode "g").
-STATELESS = ["aligned_mtl", "cagrad", "con_fig", "dualproj", "equal", "gls", "graddrop", "mgda", "mgda_ub", "pcgrad",
-             "rlw", "static", "upgrad"]
+STATELESS = ["aligned_mtl", "cagrad", "con_fig", "dualproj", "equal", "geometric_mean", "gls", "graddrop", "mgda",
+             "mgda_ub", "pcgrad", "rgw", "rlw", "static", "upgrad"]
 
 
 def tasks(num_tasks: int):
@@ -95,7 +95,8 @@ def avals(tree):
 def test_registry_holds_the_catalogue():
     expected = {"equal", "static", "uncertainty", "dwa", "rlw", "gls", "gradnorm", "validation_weighting",
                 "famo", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl", "nash_mtl", "gradvac", "aligned_mtl",
-                "upgrad", "db_mtl", "stch", "dualproj", "con_fig", "graddrop", "fairgrad"}
+                "upgrad", "db_mtl", "stch", "dualproj", "con_fig", "graddrop", "fairgrad", "excessmtl", "moco",
+                "sdmgrad", "modo", "rgw", "cr_mogm", "geometric_mean"}
     assert expected <= set(METHODS.names())
 
 
@@ -213,7 +214,12 @@ def test_permuting_tasks_permutes_weights_and_keeps_direction(name):
     ("nash_mtl", {"iters": 0}), ("gradvac", {"beta": 0.0}), ("upgrad", {"iters": 0}),
     ("db_mtl", {"beta": 1.0}), ("db_mtl", {"beta_sigma": -0.5}), ("stch", {"mu": 0.0}),
     ("stch", {"transform": "exp"}), ("dualproj", {"iters": 0}), ("fairgrad", {"alpha": 0.0}),
-    ("fairgrad", {"iters": 0}),
+    ("fairgrad", {"iters": 0}), ("excessmtl", {"step_size": -0.1}), ("moco", {"beta": 1.5}),
+    ("moco", {"gamma": 0.0}), ("moco", {"rho": -1.0}), ("sdmgrad", {"lamda": -0.1}), ("sdmgrad", {"iters": 0}),
+    ("sdmgrad", {"inner_lr": 0.0}), ("modo", {"gamma": 0.0}), ("modo", {"rho": -0.1}),
+    ("rgw", {"distribution": "gamma"}), ("cr_mogm", {"wrapped": "equal"}), ("cr_mogm", {"wrapped": "cr_mogm"}), ("cr_mogm", {"wrapped": "nope"}),
+    ("cr_mogm", {"alpha": 0.0}), ("geometric_mean", {"preferences": [1.0, -1.0]}),
+    ("geometric_mean", {"preferences": [1.0]}),
 ])
 def test_bad_config_values_are_one_line_errors(name, overrides):
     with pytest.raises(ConfigError) as err:

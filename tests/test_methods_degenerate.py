@@ -21,8 +21,9 @@ GRADIENT_METHODS = [n for n in METHODS.names()
 # d . g_t >= 0 for every task whenever such a d != 0 exists (Nash-MTL: g_t . d = 1 / alpha_t;
 # FairGrad: g_t . d = w_t^(-1/alpha)).
 NON_CONFLICTING = {"mgda", "mgda_ub", "upgrad", "dualproj", "nash_mtl", "fairgrad"}
-# The min-norm point of the convex hull: exactly 0 when a task's gradient is 0.
-MIN_NORM = {"mgda", "mgda_ub"}
+# The min-norm point of the convex hull: exactly 0 when a task's gradient is 0 (cr_mogm smooths
+# mgda's weights; its first step is mgda's).
+MIN_NORM = {"mgda", "mgda_ub", "cr_mogm"}
 
 CASES = {
     "zero_row": [[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 0.0]],

@@ -1,7 +1,9 @@
 """Loss-weighting and gradient-aggregation methods, one module each, registered in METHODS.
 
 Importing this package fills the registry. `aggregate` runs one method on one set of task
-gradients, for notebooks, tests and quick comparisons.
+gradients, for notebooks, tests and quick comparisons; `build_method` builds one by name.
+harness.methods.adapter turns one into an optax-style transformation for training loops written
+outside the harness.
 """
 from __future__ import annotations
 
@@ -14,12 +16,15 @@ from harness.methods import (  # noqa: F401  (each module registers itself)
     base,
     cagrad,
     con_fig,
+    cr_mogm,
     db_mtl,
     dualproj,
     dwa,
     equal,
+    excessmtl,
     fairgrad,
     famo,
+    geometric_mean,
     gls,
     graddrop,
     gradnorm,
@@ -27,17 +32,30 @@ from harness.methods import (  # noqa: F401  (each module registers itself)
     imtl,
     mgda,
     mgda_ub,
+    moco,
+    modo,
     nash_mtl,
     pcgrad,
+    rgw,
     rlw,
+    sdmgrad,
     static,
     stch,
     uncertainty,
     upgrad,
     validation_weighting,
 )
-from harness.methods.base import METHODS, Needs
+from harness.methods.base import METHODS, Method, Needs
 from harness.schema import dynamic_values
+
+
+def build_method(name: str, num_tasks: int, **overrides) -> tuple[Method, dict[str, jax.Array]]:
+    """(method, its dynamic values as arrays) of method `name` for `num_tasks` tasks, from its
+    config defaults with `overrides` (static and dynamic fields alike)."""
+    entry = METHODS.get(name)
+    cfg = entry.schema(**overrides)
+    method = entry.build(cfg, tuple(regression(f"task{t}") for t in range(num_tasks)))
+    return method, {k: jnp.asarray(v) for k, v in dynamic_values(cfg).items()}
 
 
 def aggregate(name: str, grads: jax.Array, losses: jax.Array | None = None, **hparams) -> jax.Array:
@@ -54,13 +72,10 @@ def aggregate(name: str, grads: jax.Array, losses: jax.Array | None = None, **hp
     >>> [round(x, 4) for x in aggregate("mgda", g).tolist()]  # min-norm point of [g1, g2]
     [0.2, 0.4]
     """
-    entry = METHODS.get(name)
-    cfg = entry.schema(**hparams)
     grads = jnp.asarray(grads, jnp.float32)
     num_tasks = grads.shape[0]
-    method = entry.build(cfg, tuple(regression(f"task{t}") for t in range(num_tasks)))
+    method, values = build_method(name, num_tasks, **hparams)
     losses = jnp.ones((num_tasks,), jnp.float32) if losses is None else jnp.asarray(losses, jnp.float32)
-    values = {k: jnp.asarray(v) for k, v in dynamic_values(cfg).items()}
     given = None if method.needs is Needs.LOSSES else grads
     out = method.update(losses, given, method.init(num_tasks, 0 if given is None else given.shape[1]), jax.random.key(0), values)
     return out.weights @ grads if out.direction is None else out.direction
