@@ -42,7 +42,7 @@ from harness.analysis import relative_change
 from harness.config import RunConfig, identity, validate
 from harness.errors import bad
 from harness.records import config_hash, load_record, record_path, record_row
-from harness.run.plan import Job, Unit, generate, mtl_unit, planned, replan, stl_unit
+from harness.run.plan import Job, Unit, data_shapes, generate, mtl_unit, planned, replan, stl_unit
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ def candidates(job: Job, baselines: bool = True) -> Candidates:
     if run.distill.enabled:
         raise bad("protocol.name", "tuned", "protocol=fixed with distill.enabled (the teachers would be "
                   "the tuned baselines, which are only chosen after tuning)")
+    if data_shapes(run, job.source).val.x.shape[0] == 0:
+        raise bad("protocol.name", "tuned", "a dataset with a validation split (selection reads only validation metrics)")
     space = flat(p.space)
     tune, _ = seeds_of(run)
 
@@ -250,8 +252,6 @@ def run_tuned(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str, max
     compared = [Compared(label, job, job_dir), *front_configs(job, job_dir.parent / "front")]
     tune, confirm = seeds_of(run)
     data, env = generate(job)
-    if data.val.x.shape[0] == 0:
-        raise bad("protocol.name", "tuned", "a dataset with a validation split (selection reads only validation metrics)")
     stl_cands = candidates(job).stl
     mtl_cands = [candidates(c.job, baselines=False).mtl for c in compared]
     failed: list[str] = []
