@@ -39,7 +39,9 @@ run's task draw picks t (the same draw, so about steps/T updates), never the ful
 Separate towers (`model.shared_depth=0`, equal weights) therefore give r_t = 0 exactly under \
 every schedule: any r_t is the effect of sharing, not of the step budget.
 - **Selection and units**: each run's metric is read at the evaluation chosen by \
-`train.select` (default `best`: the best validation metric, per task); regression targets are \
+`train.select`: `best` (default; per task, the evaluation with the best validation metric), \
+`final` (the last evaluation) or `last_k` (the mean of the last `train.last_k` evaluations, \
+default 10: the Nash-MTL convention); only validation metrics choose. Regression targets are \
 standardised on the train split for the loss (`train.standardize_targets`), and metrics are in \
 the targets' own units.
 - **Baseline checks**: `ref` is a linear reference fit on the baseline's train rows \
