@@ -172,6 +172,14 @@ def _p_value(r: np.ndarray) -> float:
     return float(stats.ttest_1samp(r, 0.0).pvalue)
 
 
+def family_verdicts(r: Sequence[np.ndarray], level: float = LEVEL) -> list[str]:
+    """The verdicts of one configuration's tasks from their paired r_t (one array per task), by
+    the rule of `transfer_table`: t-test per task, Holm across the tasks, sign of the mean."""
+    p = holm([_p_value(np.asarray(values, float)) for values in r])
+    return ["inconclusive" if not p_holm < 1 - level else "positive" if np.mean(values) > 0 else "negative"
+            for values, p_holm in zip(r, p)]
+
+
 def detectable_effect(sd: float, n: int, alpha: float, power: float = POWER) -> float:
     """The smallest |mean| that a two-sided one-sample t-test at level `alpha` detects with
     probability `power` from n values of standard deviation `sd`: d* x sd, with d* the effect
