@@ -10,9 +10,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy import optimize, stats
 
 LEVEL = 0.95
+POWER = 0.80  # of the minimum detectable effect
 MIN_SEEDS = 5
 TREND_FLAG = 2.0  # % of movement of a baseline's val metric in its last quarter worth a flag
 
@@ -30,6 +31,14 @@ with mean r_t < 0, positive when it rejects with mean r_t > 0, otherwise inconcl
 r_t interval is unadjusted, so it can exclude 0 while the Holm-corrected verdict stays \
 inconclusive. Identical r_t on every seed (zero variance, two seeds or more) counts as a sure \
 sign: p = 0 when nonzero, p = 1 when zero.
+- **Minimum detectable effect** (`mde`, in % like r_t): the smallest |mean r_t| that the \
+verdict's test would detect with {POWER:.0%} power, given the row's n paired seeds and the \
+observed standard deviation of its r_t, at level {1 - LEVEL:.2g}/m (m tested tasks of the \
+configuration: Holm's strictest step, so whatever the other tasks do): mde = d* x sd, where d* \
+solves the noncentral-t power equation of the two-sided one-sample t-test with n - 1 degrees of \
+freedom. An inconclusive row with mde 2 could not have told +1% from 0; one with mde 40 could \
+hardly have told anything. The observed sd stands in for the true one, so mde is itself an \
+estimate, rough at small n.
 - **Underpowered**: fewer than {MIN_SEEDS} paired seeds; with fewer than 2 there is no interval \
 and the verdict is inconclusive.
 - **Matched baselines**: the baseline of task t has t's own tower, data, seeds, optimiser, \
@@ -39,7 +48,9 @@ run's task draw picks t (the same draw, so about steps/T updates), never the ful
 Separate towers (`model.shared_depth=0`, equal weights) therefore give r_t = 0 exactly under \
 every schedule: any r_t is the effect of sharing, not of the step budget.
 - **Selection and units**: each run's metric is read at the evaluation chosen by \
-`train.select` (default `best`: the best validation metric, per task); regression targets are \
+`train.select`: `best` (default; per task, the evaluation with the best validation metric), \
+`final` (the last evaluation) or `last_k` (the mean of the last `train.last_k` evaluations, \
+default 10: the Nash-MTL convention); only validation metrics choose. Regression targets are \
 standardised on the train split for the loss (`train.standardize_targets`), and metrics are in \
 the targets' own units.
 - **Baseline checks**: `ref` is a linear reference fit on the baseline's train rows \
@@ -56,7 +67,7 @@ flat, one library compares with the first epoch instead of single-task baselines
 
 TABLE_COLUMNS = (
     "config_hash", "label", "task", "metric", "lower_is_better", "n", "n_mtl_failed",
-    "stl_mean", "stl_lo", "stl_hi", "mtl_mean", "mtl_lo", "mtl_hi", "r_mean", "r_lo", "r_hi",
+    "stl_mean", "stl_lo", "stl_hi", "mtl_mean", "mtl_lo", "mtl_hi", "r_mean", "r_lo", "r_hi", "mde",
     "p_value", "p_holm", "verdict", "underpowered", "delta_m",
     "ref_model", "ref_mean", "stl_trend", "baseline_check",
 )
@@ -177,6 +188,37 @@ def _p_value(r: np.ndarray) -> float:
     return float(stats.ttest_1samp(r, 0.0).pvalue)
 
 
+def family_verdicts(r: Sequence[np.ndarray], level: float = LEVEL) -> list[str]:
+    """The verdicts of one configuration's tasks from their paired r_t (one array per task), by
+    the rule of `transfer_table`: t-test per task, Holm across the tasks, sign of the mean."""
+    p = holm([_p_value(np.asarray(values, float)) for values in r])
+    return ["inconclusive" if not p_holm < 1 - level else "positive" if np.mean(values) > 0 else "negative"
+            for values, p_holm in zip(r, p)]
+
+
+def detectable_effect(sd: float, n: int, alpha: float, power: float = POWER) -> float:
+    """The smallest |mean| that a two-sided one-sample t-test at level `alpha` detects with
+    probability `power` from n values of standard deviation `sd`: d* x sd, with d* the effect
+    size (mean / sd) whose noncentral-t power is `power`. NaN below 2 values; 0 when sd is 0
+    (every nonzero change is then a sure sign, see `_p_value`)."""
+    if n < 2 or not np.isfinite(sd):
+        return np.nan
+    if sd == 0:
+        return 0.0
+    df, root_n = n - 1, np.sqrt(n)
+    crit = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(d: float) -> float:
+        nc = d * root_n
+        # The lower tail P(T < -crit) as P(T > crit) at -nc: scipy's cdf gives NaN far out.
+        return stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc) - power
+
+    high = 1.0
+    while shortfall(high) < 0:  # power grows with d: bracket the root
+        high *= 2
+    return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-10)) * sd
+
+
 def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL) -> pd.DataFrame:
     """One row per (mtl config, task): intervals, Holm-corrected verdict and delta_m.
 
@@ -186,7 +228,7 @@ def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL
     pairs = paired(runs, split)
     cfg = cfg_columns(runs)
     tasks = _tasks(runs)
-    rows = []
+    rows, sds = [], []
     for config, group in runs[runs["kind"].eq("mtl")].groupby("config_hash", sort=False):
         first = group.iloc[0]
         n_failed = int(group["status"].ne("ok").sum())
@@ -200,6 +242,7 @@ def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL
                 row[f"{side}_mean"], row[f"{side}_lo"], row[f"{side}_hi"] = interval(
                     p[side].to_numpy(float), level)
             row["p_value"] = _p_value(p["r"].to_numpy(float))
+            sds.append(float(np.std(p["r"].to_numpy(float), ddof=1)) if len(p) > 1 else np.nan)
             row.update(_baseline_checks(runs, group[f"baseline.{task}"].dropna().iloc[0], task,
                                         p["seed"], split, row["stl_mean"], row["lower_is_better"]))
             rows.append(row)
@@ -212,6 +255,9 @@ def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL
     table["verdict"] = np.select(
         [reject & (table["r_mean"] > 0), reject & (table["r_mean"] < 0)],
         ["positive", "negative"], "inconclusive")
+    tested = by_config["p_value"].transform(lambda p: p.notna().sum())
+    table["mde"] = [detectable_effect(sd, n, (1 - level) / max(m, 1))
+                    for sd, n, m in zip(sds, table["n"], tested)]
     table["underpowered"] = table["n"] < MIN_SEEDS
     table["delta_m"] = by_config["r_mean"].transform(lambda r: r.mean(skipna=False))
     table = table.astype({"n": int, "n_mtl_failed": int, "lower_is_better": bool})
@@ -301,13 +347,14 @@ def fmt_number(x: float) -> str:
 def format_transfer(table: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A transfer table as display text: varying config columns (short names), then `columns`.
 
-    `columns` defaults to task, metric, n, stl, ref, mtl, r, p_holm, verdict, delta_m, baseline;
+    `columns` defaults to task, metric, n, stl, ref, mtl, r, mde, p_holm, verdict, delta_m, baseline;
     "metric" names the task's metric and its better direction; "stl",
     "mtl" and "r" show "mean [lo, hi]", "ref" the linear reference, "baseline" the baseline
     checks. Underpowered rows say so in their verdict; "n" adds the multi-task seeds that
     diverged or failed, and a row without any ok pair says "no paired runs".
     """
-    columns = columns or ("task", "metric", "n", "stl", "ref", "mtl", "r", "p_holm", "verdict", "delta_m", "baseline")
+    columns = columns or ("task", "metric", "n", "stl", "ref", "mtl", "r", "mde", "p_holm", "verdict", "delta_m",
+                          "baseline")
     varying = varying_columns(table)
     shown = pd.DataFrame(index=table.index)
     if not varying and table["config_hash"].nunique() > 1:

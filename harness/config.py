@@ -30,7 +30,7 @@ SAMPLINGS = ("uniform", "round_robin", "proportional")
 OPTIMIZER_STATES = ("per_task", "shared")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
-SELECTIONS = ("best", "final")
+SELECTIONS = ("best", "final", "last_k")
 PROTOCOLS = ("fixed", "tuned")
 SEARCHES = ("grid", "random")
 # Config groups whose fields protocol.space may tune (a key is `<group>.<field>`).
@@ -67,8 +67,10 @@ class TrainConfig:
     batch_size: int = 128
     eval_every: int = 100
     # best: per task, the evaluation with the best validation metric (so an overfitting run is
-    # judged before it overfits); final: the last evaluation.
+    # judged before it overfits); final: the last evaluation; last_k: the mean of the last
+    # `last_k` evaluations (the Nash-MTL convention, Navon et al. 2022: the last 10 epochs).
     select: str = "best"
+    last_k: int = added(10)
     # Regression targets standardised with their train-split mean and std for the loss; metrics
     # stay in the targets' own units. Without it a task in large units dominates every shared layer.
     standardize_targets: bool = True
@@ -268,6 +270,10 @@ def validate(run: RunConfig) -> None:
     if run.seed < 0:
         raise bad("seed", run.seed, "an integer >= 0")
     _choice("train.select", run.train.select, SELECTIONS)
+    evaluations = run.train.steps // run.train.eval_every
+    if run.train.select == "last_k" and not 1 <= run.train.last_k <= evaluations:
+        raise bad("train.last_k", run.train.last_k,
+                  f"an integer in [1, {evaluations}] (the run's evaluations: train.steps / train.eval_every)")
     _choice("schedule.name", run.schedule.name, SCHEDULES)
     _choice("schedule.sampling", run.schedule.sampling, SAMPLINGS)
     _choice("schedule.optimizer_state", run.schedule.optimizer_state, OPTIMIZER_STATES)

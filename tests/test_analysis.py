@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from harness.analysis import (CONVENTIONS, format_transfer, group_affinity, holm, paired,
-                              relative_change, suggest_groups, to_markdown, transfer_table)
+from harness.analysis import (CONVENTIONS, detectable_effect, format_transfer, group_affinity, holm,
+                              paired, relative_change, suggest_groups, to_markdown, transfer_table)
 
 TASKS = {"acc": ("accuracy", False), "err": ("mse", True), "aux": ("accuracy", False)}
 
@@ -166,6 +166,41 @@ def test_underpowered_below_five_seeds():
     assert flags.to_dict() == {"four": True, "five": False}
 
 
+@pytest.mark.parametrize("n,alpha", [(3, 0.05), (5, 0.05), (10, 0.025), (20, 0.05), (200, 0.0167)])
+def test_detectable_effect_matches_statsmodels_power_solver(n, alpha):
+    power = pytest.importorskip("statsmodels.stats.power")
+    d = power.TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=0.8,
+                                       alternative="two-sided")
+    assert detectable_effect(2.5, n, alpha) == pytest.approx(2.5 * d, rel=1e-4)
+
+
+@pytest.mark.parametrize("n,alpha", [(3, 0.05), (5, 0.025), (10, 0.05)])
+def test_detectable_effect_is_detected_at_80_percent_power_by_simulation(n, alpha):
+    # Independent of the noncentral t: draw many samples whose true mean is the mde and count how
+    # often the one-sample t-test rejects.
+    sd = 3.0
+    mde = detectable_effect(sd, n, alpha)
+    draws = np.random.default_rng(0).normal(mde, sd, size=(40_000, n))
+    rate = np.mean(stats.ttest_1samp(draws, 0.0, axis=1).pvalue < alpha)
+    assert rate == pytest.approx(0.8, abs=0.01)
+    # the large-n normal approximation from above, and the degenerate cases
+    assert mde > (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(0.8)) * sd / np.sqrt(n)
+    assert detectable_effect(0.0, n, alpha) == 0.0 and np.isnan(detectable_effect(sd, 1, alpha))
+
+
+def test_mde_column_uses_the_paired_spread_and_the_holm_family():
+    rng = np.random.default_rng(1)
+    acc, err = 0.8 + rng.normal(0, 0.02, 6), 2.0 + rng.normal(0, 0.1, 6)
+    runs = table_of(stl("acc", [0.8] * 6), stl("err", [2.0] * 6),
+                    mtl("m", {"acc": list(acc), "err": list(err)}))
+    table = transfer_table(runs).set_index("task")
+    for task in ("acc", "err"):
+        r = paired(runs).query("task == @task")["r"]
+        assert table.loc[task, "mde"] == pytest.approx(detectable_effect(r.std(ddof=1), 6, 0.05 / 2))
+    assert "mde" in to_markdown(transfer_table(runs))
+    assert "Minimum detectable effect" in CONVENTIONS
+
+
 def test_markdown_shows_varying_columns_and_flags():
     runs = table_of(stl("acc", [0.8] * 5),
                     mtl("a", {"acc": [0.9] * 4}, **{"model.shared_depth": 1,
@@ -233,7 +268,7 @@ def test_format_transfer_is_the_markdown_table():
                     mtl("b", {"acc": [0.7, 0.72, 0.71]}, depth=2))
     shown = format_transfer(transfer_table(runs))
     assert list(shown.columns) == ["depth", "task", "metric", "n", "stl [lo, hi]", "ref", "mtl [lo, hi]",
-                                   "r_t % [lo, hi]", "p_holm", "verdict", "delta_m", "baseline"]
+                                   "r_t % [lo, hi]", "mde", "p_holm", "verdict", "delta_m", "baseline"]
     assert shown.to_markdown(index=False, disable_numparse=True) == to_markdown(
         transfer_table(runs))
 

@@ -24,8 +24,16 @@ def compose_with(overrides, hydra_node=False):
 
 
 def first_point(cfg) -> list[str]:
-    params = cfg.hydra.sweeper.params or {}
-    return [f"{k}={str(v).split(',')[0]}" for k, v in params.items()]
+    """The first value of every swept key, parsed as Hydra parses it (a value may be a list)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, point = OverridesParser.create(), []
+    for k, v in (cfg.hydra.sweeper.params or {}).items():
+        override = parser.parse_override(f"{k}={v}")
+        value = (next(override.sweep_string_iterator()) if override.is_sweep_override()
+                 else override.get_value_element_as_str())
+        point.append(f"{k}={value}")
+    return point
 
 
 # A tuned study's search shrunk to one drawn candidate and a one-point front, on one tuning seed.

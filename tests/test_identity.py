@@ -2,8 +2,9 @@
 default study's first job, an alternate job, a task tree with a gradient method and probes, a
 distilled job, each with its baselines) give the same records as the code before the rebuild,
 whose outputs tests/fixtures/identity.json holds (written by running these jobs on that code).
-The tree job uses PCGrad: MGDA, which it used first, was given a better solver afterwards on
-purpose (tests/test_methods_degenerate.py checks that one against exact solutions); its PCGrad
+The first two jobs spell out the settings of the default study as it was then (it has since
+been redesigned). The tree job uses PCGrad: MGDA, which it used first, was given a better solver
+afterwards on purpose (tests/test_methods_degenerate.py checks that one against exact solutions); its PCGrad
 records were written by the code before the rebuild too.
 
 The jobs run in a subprocess at XLA's default optimisation level, as `python -m harness` runs

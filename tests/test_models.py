@@ -345,3 +345,25 @@ def test_single_task_baseline_keeps_the_conv_trunk(name):
     params = jax.eval_shape(MODELS.get("hard").build(baseline, TASKS[:1], 8).init, jax.random.key(0))
     assert not jax.tree.leaves(params["shared"])
     assert params["tasks"]["t1"]["layers"][0]["conv"]["kernel"].shape == (3, 3, 1, 4)
+
+
+def test_init_stream_draws_towers_independent_of_the_baselines_and_is_dropped_by_single_task():
+    tasks = (regression("t1"), regression("t2"))
+    cfg = HardConfig(depth=2, width=4, shared_depth=0)
+    build = MODELS.get("hard").build
+    key = jax.random.key(0)
+    base = build(cfg, tasks, 3).init(key)
+    moved = build(dataclasses.replace(cfg, init_stream=1), tasks, 3).init(key)
+    same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)) and bool(jnp.any(a != 0)), base, moved)
+    assert not any(jax.tree.leaves(same))  # every random tower weight is drawn afresh (biases start at 0)
+    assert jax.tree.structure(base) == jax.tree.structure(moved)
+    assert dataclasses.replace(cfg, init_stream=1).single_task().init_stream == 0
+    assert "init_stream" not in identity_of(cfg) and "init_stream" in identity_of(dataclasses.replace(cfg, init_stream=1))
+    with pytest.raises(ConfigError, match="model.init_stream=-1"):
+        build(dataclasses.replace(cfg, init_stream=-1), tasks, 3)
+
+
+def identity_of(model: HardConfig) -> dict:
+    from harness.schema import unset_additions
+
+    return {f.name for f in dataclasses.fields(model)} - set(unset_additions(model))

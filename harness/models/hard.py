@@ -8,7 +8,10 @@ gives separate towers.
 
 Initialisation keys are tied to the layer, not to the depth split: hidden layer i of task t is
 initialised from fold_in(task_key(t), i) and shared layer i from fold_in(shared_key, i). A task's
-tower is therefore bit-identical whether the task is trained alone or beside others.
+tower is therefore bit-identical whether the task is trained alone or beside others, unless
+`init_stream` moves the whole initialisation to an independent key stream: then separate towers
+(`shared_depth=0`) are statistically identical to the single-task baselines but not
+bit-identical, the null design of experiments/calibration.yaml.
 """
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
+import jax
+
 from harness.data.base import TaskSpec
+from harness.errors import bad
 from harness.models.base import MODELS, Model
 from harness.models.layers import Template, hidden, pure, shared_key, task_key, tower
 from harness.models.plans import Plan, make_plan
@@ -37,10 +43,13 @@ class HardConfig:
     # ([H, W] or [H, W, C]); empty: an MLP.
     channels: list[int] = added(default_factory=list)
     image_shape: list[int] = added(default_factory=list)
+    # 0: the layer keys above. k > 0: every key folded with k first, an initialisation
+    # independent of the baselines' (which always use stream 0) with the same distribution.
+    init_stream: int = added(0)
 
     def single_task(self) -> "HardConfig":
         """A task's own tower: the same network with nothing shared, at the config's width."""
-        return dataclasses.replace(self, shared_depth=0, target_params=None)
+        return dataclasses.replace(self, shared_depth=0, target_params=None, init_stream=0)
 
 
 @dataclass
@@ -57,12 +66,14 @@ class OwnTowers:
                           channels=list(self.channels), image_shape=list(self.image_shape))
 
 
-def hard_sharing(plan: Plan, k: int, tasks: tuple[TaskSpec, ...]) -> Model:
-    """The plan's first k hidden layers shared by every task, the rest and a head per task."""
+def hard_sharing(plan: Plan, k: int, tasks: tuple[TaskSpec, ...], init_stream: int = 0) -> Model:
+    """The plan's first k hidden layers shared by every task, the rest and a head per task;
+    `init_stream` > 0 draws the initialisation from an independent stream (HardConfig)."""
     trunk_template = Template(lambda key: hidden(plan, key, 0, k))
     tower_templates = {t.name: Template(lambda key, t=t: tower(plan, key, k, t.output_size)) for t in tasks}
 
     def init(key):
+        key = jax.random.fold_in(key, init_stream) if init_stream else key
         return {"shared": pure(hidden(plan, shared_key(key), 0, k)),
                 "tasks": {t.name: pure(tower(plan, task_key(key, t.name), k, t.output_size)) for t in tasks}}
 
@@ -79,9 +90,11 @@ def hard_sharing(plan: Plan, k: int, tasks: tuple[TaskSpec, ...]) -> Model:
 
 
 def build(cfg: HardConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model:
+    if cfg.init_stream < 0:
+        raise bad("model.init_stream", cfg.init_stream, "an integer >= 0")
     plan = make_plan(cfg, input_dim)
     cfg = match_width(cfg, build, tasks, input_dim)
-    return hard_sharing(dataclasses.replace(plan, width=cfg.width), cfg.shared_depth, tasks)
+    return hard_sharing(dataclasses.replace(plan, width=cfg.width), cfg.shared_depth, tasks, cfg.init_stream)
 
 
 MODELS.register("hard", Entry(HardConfig, build))

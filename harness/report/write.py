@@ -84,8 +84,9 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
         Section("Transfer", [
             "Negative-transfer table: per configuration and task, the single-task (stl) and "
             "multi-task (mtl) metric with 95% intervals, the linear reference (ref), the relative "
-            "change r_t, the Holm-corrected verdict, delta_m and the baseline checks. In "
-            "report.html, click a header to sort.",
+            "change r_t, the smallest change the row could have detected at 80% power (mde), the "
+            "Holm-corrected verdict, delta_m and the baseline checks. In report.html, click a "
+            "header to sort.",
             Table(format_transfer(table)), transfer]),
         Section("Ranking", ranking_blocks(table, paired(runs, split), runs)),
         Section("Heatmaps", heatmap_blocks(table)),

@@ -51,6 +51,22 @@ def loss_scale_warning(names: list[str], first_losses: np.ndarray) -> str | None
             "targets or weight the tasks (method=static method.weights=...)")
 
 
+def select_evaluation(val: np.ndarray, test: np.ndarray, lower_is_better: list[bool], select: str,
+                      last_k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The metrics a run reports, per task, from its (E, T) validation and test curves: `best`
+    reads the evaluation with the best validation metric, `final` the last one, `last_k` the mean
+    of the last `last_k` (the Nash-MTL convention). Returns val[T], test[T] and the index of the
+    evaluation each task was read at (for last_k the last of its window). Only the validation
+    curve ever chooses."""
+    E, T = val.shape
+    if select == "last_k":
+        window = slice(max(0, E - last_k), E)
+        return val[window].mean(axis=0), test[window].mean(axis=0), np.full(T, E - 1)
+    orient = np.array([-1.0 if low else 1.0 for low in lower_is_better])
+    pick = np.argmax(val * orient, axis=0) if select == "best" else np.full(T, E - 1)
+    return val[pick, np.arange(T)], test[pick, np.arange(T)], pick
+
+
 def curves(out: dict, i: int, names: list[str], steps: list[int]) -> dict:
     """Seed i's learning curves: per task, per task pair, and the method's diagnostics."""
     result: dict = {"steps": steps}
@@ -78,19 +94,18 @@ def curves(out: dict, i: int, names: list[str], steps: list[int]) -> dict:
 def records(run, tasks, out: dict, seeds: list[int], timing: dict, common: dict) -> list[Record]:
     """One record per seed from the batched outputs (leading axis: seeds); `common` holds the
     fields its seeds share (kind, config, config_hash, label, task, tasks, task_specs, ...)."""
-    select = run.train.select
     K, E = run.train.eval_every, out["val"].shape[1]
     steps = [(e + 1) * K for e in range(E)]
     names = [t.name for t in tasks]
-    orient = np.array([-1.0 if t.lower_is_better else 1.0 for t in tasks])
+    lower = [t.lower_is_better for t in tasks]
     recs = []
     for i, seed in enumerate(seeds):
         diverged = int(out["diverged_at"][i])
         ok = diverged < 0
-        val, test = out["val"][i], out["test"][i]
-        pick = np.argmax(val * orient, axis=0) if select == "best" else np.full(len(tasks), E - 1)
-        metrics = {split: {t.name: (float(arr[pick[j], j]) if ok else None) for j, t in enumerate(tasks)}
-                   for split, arr in (("val", val), ("test", test))}
+        val, test = np.asarray(out["val"][i]), np.asarray(out["test"][i])
+        chosen_val, chosen_test, pick = select_evaluation(val, test, lower, run.train.select, run.train.last_k)
+        metrics = {split: {t.name: (float(arr[j]) if ok else None) for j, t in enumerate(tasks)}
+                   for split, arr in (("val", chosen_val), ("test", chosen_test))}
         recs.append(Record(
             **common, seed=seed, status="ok" if ok else "diverged",
             diverged_step=None if ok else diverged, metrics=metrics,
