@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from harness.data.base import Dataset
 from harness.train import losses as L
 from harness.train.batches import make_draw, make_teaching
-from harness.train.evaluation import evaluate, window_summary
+from harness.train.evaluation import evaluate, evaluate_in_chunks, window_summary
 from harness.train.gradients import make_gradients, method_grad_dim
 from harness.train.optim import clip, make_direction, make_learning_rate
 from harness.train.parts import Carry, Parts, Settings, Trainer
@@ -90,12 +90,20 @@ def make_train(parts: Parts, settings: Settings) -> Trainer:
 
         def chunk(carry: Carry, start):
             carry, (losses, weights, probes, diagnostics) = jax.lax.scan(step, carry, start + jnp.arange(K))
-            val, val_loss = evaluate(model, tasks, carry.params, data.val, scales)
-            test, _ = evaluate(model, tasks, carry.params, data.test, scales)
+            secondary = {}
+            if settings.eval_batch is None:
+                val, val_loss = evaluate(model, tasks, carry.params, data.val, scales)
+                test, _ = evaluate(model, tasks, carry.params, data.test, scales)
+            else:
+                val, val_loss, secondary["val"] = evaluate_in_chunks(
+                    model, tasks, carry.params, data.val, scales, settings.eval_batch)
+                test, _, secondary["test"] = evaluate_in_chunks(
+                    model, tasks, carry.params, data.test, scales, settings.eval_batch)
             if method.on_eval is not None:
                 carry = carry._replace(method=method.on_eval(carry.method, val * scores, hp["method"]))
             return carry, {"val": val, "test": test, "val_loss": val_loss,
-                           **window_summary(losses, weights, probes, diagnostics)}
+                           **window_summary(losses, weights, probes, diagnostics),
+                           **({"secondary": secondary} if secondary else {})}
 
         return jax.lax.scan(chunk, carry, (first + jnp.arange(count)) * K)
 
