@@ -20,7 +20,7 @@ def write_copy(root: Path, dataset: str = "nyuv2", n_train: int = 6, n_val: int 
             labels = {"label": classes} if dataset == "nyuv2" else {"label_7": 7, "label_19": 19}
             for folder, c in labels.items():
                 label = rng.integers(0, c, size=(h, w)).astype(np.float32)
-                label[0] = -1
+                label[:2] = -1  # an ignored strip (two rows, so halving keeps it)
                 folders[folder] = label
             depth = rng.uniform(0.5, 5.0, size=(h, w, 1)).astype(np.float32)
             depth[:3, :3] = 0

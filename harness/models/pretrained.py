@@ -101,12 +101,13 @@ def read(path: str, encoder_shapes: Any) -> dict[str, np.ndarray]:
     return arrays
 
 
-def loader(path: str | None, encoder_shapes: Any) -> Callable[[dict, int], dict]:
+def loader(path: str | None, encoder_shapes: Callable[[], Any]) -> Callable[[dict, int], dict]:
     """(params, shared_depth) -> params with every encoder stage (shared, or each task's copy)
-    from the file; the identity without a file."""
+    from the file; the identity without a file. `encoder_shapes()`: the whole encoder's
+    parameter shapes, to check the file against."""
     if path is None:
         return lambda params, k: params
-    arrays = read(path, encoder_shapes)
+    arrays = read(path, encoder_shapes())
 
     def load(params: dict, k: int) -> dict:
         shared = dict(params["shared"])
@@ -115,6 +116,9 @@ def loader(path: str | None, encoder_shapes: Any) -> Callable[[dict, int], dict]
                                 for i in params["shared"]["stages"]}
         tasks = {}
         for name, tower in params["tasks"].items():
+            if "encoder" not in tower:  # every stage is shared
+                tasks[name] = tower
+                continue
             stages = {i: _unflatten_like(s, arrays, f"stages/{k + i}/") for i, s in tower["encoder"]["stages"].items()}
             tasks[name] = {**tower, "encoder": {**tower["encoder"], "stages": stages}}
         return {"shared": shared, "tasks": tasks}

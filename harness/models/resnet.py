@@ -251,7 +251,7 @@ def build(cfg: ResNetConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Mod
     plan, k = make_plan(cfg, tasks, input_dim), cfg.shared_depth
     trunk_template = Template(lambda key: Encoder(plan, key, 0, k))
     towers = {t.name: Template(lambda key, t=t: Tower(plan, key, k, t, cfg.head_width)) for t in tasks}
-    load = weights.loader(cfg.pretrained, jax.eval_shape(lambda: pure(Encoder(plan, jax.random.key(0), 0, STAGES))))
+    load = weights.loader(cfg.pretrained, lambda: jax.eval_shape(lambda: pure(Encoder(plan, jax.random.key(0), 0, STAGES))))
 
     def init(key):
         params = {"shared": pure(Encoder(plan, shared_key(key), 0, k)),
