@@ -108,7 +108,8 @@ def make_settings(run: RunConfig, tasks, input_dim: int, train_size: int) -> Set
         optimizer=Optimizer(o.name, o.momentum, o.lr_schedule, o.warmup_steps, o.clip_norm),
         task_rows={n: r for n, r in rows.items() if n in names} if rows else None,
         diagnostics=run.train.diagnostics, affinity=run.train.affinity,
-        standardize_targets=run.train.standardize_targets, eval_batch=getattr(run.data, "eval_batch", None))
+        standardize_targets=run.train.standardize_targets, eval_batch=getattr(run.data, "eval_batch", None),
+        augment=getattr(run.data, "augment", False))
 
 
 def make_parts(run: RunConfig, tasks, input_dim: int, train_size: int, teachers=None) -> Parts:

@@ -47,6 +47,7 @@ secondary metrics; None, a split at once."""
     affinity: bool = False
     standardize_targets: bool = True
     eval_batch: int | None = None  # evaluate in chunks of this many rows (None: a split at once)
+    augment: bool = False  # dense training batches scale-cropped and flipped (harness.train.augment)
 
     @property
     def num_chunks(self) -> int:
