@@ -19,11 +19,17 @@ use); a one-target-per-image task gets global average pooling and a linear layer
 Normalisation is GroupNorm (Wu and He 2018), not BatchNorm: it keeps no running statistics, so
 the parameters are the whole state, a masked alternate update leaves an inactive task's layers
 bit-identical with nothing else to guard, and `vmap` over runs needs no mutable collections.
-Groups: `model.groups`, or the largest divisor of a layer's channels below it.
+Groups: `model.groups`, or the largest divisor of a layer's channels below it. A group of one
+channel over a 1 x 1 feature map normalises to zero: at tiny widths and resolutions (tests) use
+fewer groups.
 
 Initialisation keys are tied to the stage, not to the split: stage i of the shared trunk comes
 from fold_in(shared_key, i), stage i of task t from fold_in(task_key(t), i), its decoder from
-fold_in(task_key(t), 5), so a task's tower is bit-identical alone or among other tasks.
+fold_in(task_key(t), 5), so a task's tower is bit-identical alone or among other tasks. Each
+stage draws all its weights in one call (`draw`: convolutions He-normal on fan-out as in
+torchvision, the decoders' last layer LeCun-normal, truncated at two standard deviations as
+Flax's initialisers; norms scale 1, biases 0): XLA compiles one random-number kernel per stage
+instead of one per layer, which took most of a CPU compile.
 
 `model.pretrained=<file.npz>` loads encoder weights into every copy of every stage (shared or
 a task's); `from_torchvision` converts a torchvision state dict to such a file.
@@ -247,15 +253,57 @@ def make_plan(cfg: ResNetConfig, tasks: tuple[TaskSpec, ...], input_dim: int) ->
     return ResNetPlan(image_shape(cfg, tasks, input_dim), cfg.depth, cfg.width, cfg.dilation, cfg.groups)
 
 
+TRUNCATED_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
+
+
+def draw(shapes: Any, key: jax.Array, head: bool = False) -> Any:
+    """Initial values of one stage's (or decoder's) parameter tree from one random draw."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+    total = sum(math.prod(s.shape) for path, s in leaves if path_name(path).endswith("kernel"))
+    noise = jax.random.truncated_normal(key, -2.0, 2.0, (max(total, 1),))
+    values, at = [], 0
+    for path, s in leaves:
+        name = path_name(path)
+        if name.endswith("kernel"):
+            n = math.prod(s.shape)
+            receptive = math.prod(s.shape[:-2])
+            last = head and ("out" in name or "linear" in name)  # a decoder's output layer
+            fan = receptive * s.shape[-2] if last else receptive * s.shape[-1]
+            std = math.sqrt((1.0 if last else 2.0) / fan) / TRUNCATED_STD
+            values.append((noise[at:at + n] * std).reshape(s.shape))
+            at += n
+        else:
+            values.append(jnp.ones(s.shape) if name.endswith("scale") else jnp.zeros(s.shape))
+    return jax.tree_util.tree_unflatten(treedef, values)
+
+
+def path_name(path) -> str:
+    return "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)
+
+
+def init_encoder(shapes: dict, key: jax.Array, start: int) -> dict:
+    """An Encoder's params (stages start.. as laid out in `shapes`), stage i from fold_in(key, i)."""
+    if not shapes:
+        return {}
+    return {"stages": {j: draw(s, jax.random.fold_in(key, start + j)) for j, s in shapes["stages"].items()}}
+
+
 def build(cfg: ResNetConfig, tasks: tuple[TaskSpec, ...], input_dim: int) -> Model:
     plan, k = make_plan(cfg, tasks, input_dim), cfg.shared_depth
     trunk_template = Template(lambda key: Encoder(plan, key, 0, k))
     towers = {t.name: Template(lambda key, t=t: Tower(plan, key, k, t, cfg.head_width)) for t in tasks}
     load = weights.loader(cfg.pretrained, lambda: jax.eval_shape(lambda: pure(Encoder(plan, jax.random.key(0), 0, STAGES))))
 
+    def init_tower(template: Template, key: jax.Array) -> dict:
+        shapes = nnx.to_pure_dict(template.graph[1])
+        tower = {"head": draw(shapes["head"], jax.random.fold_in(key, STAGES), head=True)}
+        if "encoder" in shapes:
+            tower["encoder"] = init_encoder(shapes["encoder"], key, k)
+        return tower
+
     def init(key):
-        params = {"shared": pure(Encoder(plan, shared_key(key), 0, k)),
-                  "tasks": {t.name: pure(Tower(plan, task_key(key, t.name), k, t, cfg.head_width)) for t in tasks}}
+        params = {"shared": init_encoder(nnx.to_pure_dict(trunk_template.graph[1]), shared_key(key), 0),
+                  "tasks": {name: init_tower(template, task_key(key, name)) for name, template in towers.items()}}
         return load(params, k)
 
     def trunk(params, x):

@@ -162,7 +162,8 @@ def _drivers(run, est: Estimate, runs: int) -> str:
         "params": {"model.width": getattr(m, "width", None), "model.depth": getattr(m, "depth", None),
                    "model.target_params": getattr(m, "target_params", None)},
         "activations": {"train.batch_size": t.batch_size, "model.width": getattr(m, "width", None),
-                        "data.n_val": getattr(d, "n_val", None), "data.n_test": getattr(d, "n_test", None)},
+                        "data.n_val": getattr(d, "n_val", None), "data.n_test": getattr(d, "n_test", None),
+                        "data.eval_batch": getattr(d, "eval_batch", None)},
     }[largest]
     named = ", ".join(f"{k}={v}" for k, v in keys.items() if v is not None)
     if runs > 1 and runs * est.per_run > est.data:

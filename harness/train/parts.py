@@ -70,7 +70,8 @@ class Trainer(NamedTuple):
         evaluation windows first..first+count-1 (for checkpointed runs in pieces).
     train(key, hparams, data) -> outputs: the curves {"val", "test", "val_loss", "train_loss",
         "weights": (E, T); "grad_cos", "conflict", "affinity": (E, T, T) and "grad_norm" (E, T)
-        when probed; "diagnostics": name -> (E,) or (E, T), the method's}, "diverged_at" (int32)
+        when probed; "diagnostics": name -> (E,) or (E, T), the method's; with eval_batch,
+        "secondary": split -> "<task>.<metric>" -> (E,), the dense tasks' other metrics}, "diverged_at" (int32)
         and "final" (the last Carry).
     num_chunks: E, the number of evaluation windows."""
 
