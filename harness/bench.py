@@ -9,7 +9,9 @@ hidden layers of 256, the first two shared), T regression heads on synthetic rel
   flops     achieved GFLOP/s of the step (analytic count) vs a 1024^2 float32 matmul's;
   sweep     N jobs differing only in the learning rate: N programs compiled one by one vs the
             batched launcher's one jit(vmap) over lr x seeds;
-  compile   compile vs run seconds of one job (harness.run.execute.execute).
+  compile   compile vs run seconds of one job (harness.run.execute.execute);
+  dense     a NYUv2-shaped ResNet run, one and N batched, equal and PCGrad: steps/s and peak
+            memory (harness.bench_dense; not in the default set: --sections dense).
 Writes bench.json and bench.md (with machine info) under --out.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from harness import bench_dense
 from harness.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
 from harness.data.relatedness import RelatednessConfig
 from harness.run.execute import execute, execute_units, hparams
@@ -43,7 +46,8 @@ from harness.records import environment
 from harness.train import make_train
 from harness.train.loop import BATCH, INIT
 
-SECTIONS = ("methods", "overhead", "flops", "sweep", "compile", "memory")
+SECTIONS = ("methods", "overhead", "flops", "sweep", "compile", "memory", "dense")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # dense compiles ResNets for minutes on CPU: asked for by name
 
 
 class Sizes(NamedTuple):
@@ -287,8 +291,13 @@ TITLES = {
     "sweep": "d) Sweep over the learning rate: N separately compiled jobs vs one batched program",
     "compile": "e) Compile vs run of one job (run.execute.execute, equal, T = 2)",
     "memory": "f) The planner's memory estimate vs XLA's figure for the compiled program (4 runs)",
+    "dense": "g) NYUv2-shaped run (data=nyuv2 on synthetic files, model=resnet), one and N runs batched",
 }
 NOTES = {
+    "dense": "steps_per_s: steps of one run per second (each of the N batched runs makes that many); "
+             "run_steps_per_s: N times that. Each timed call ends with one chunked evaluation of val and test. "
+             "estimate_mib: the planner's bound (harness.run.memory); xla_mib: arguments + temporaries + "
+             "outputs of the compiled program; device_peak_mib: the accelerator's peak in use (none on CPU).",
     "sweep": "Each separate job runs run.execute.execute after jax.clear_caches(): a fresh program, compiled on "
              "its own. The batched path is run.execute.execute_units: one jit(vmap(train)) over lr x seeds. "
              "Both include compiling. process_start_s is what a fresh process per job would add to each "
@@ -311,7 +320,9 @@ def report(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(DEFAULT_SECTIONS))
+    parser.add_argument("--dense-full", action="store_true",
+                        help="section dense at the published size (dilated ResNet-50, 288 x 384, N = 1 4 16): for a GPU")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of about 30 s")
     parser.add_argument("--steps", type=int, help="steps per timed run (default 200)")
     parser.add_argument("--repeats", type=int, help="timed repeats (default 7)")
@@ -326,10 +337,14 @@ def main(argv: list[str] | None = None) -> dict:
     changes = {"steps": args.steps, "repeats": args.repeats, "methods": args.methods and tuple(args.methods),
                "tasks": args.tasks and tuple(args.tasks), "sweep_sizes": args.sweep_sizes and tuple(args.sweep_sizes)}
     sizes = sizes._replace(**{k: v for k, v in changes.items() if v is not None})
+    dense_sizes = bench_dense.FULL if args.dense_full else bench_dense.DenseSizes()
     runners = {"methods": bench_methods, "overhead": bench_overhead, "flops": bench_flops,
-               "sweep": bench_sweep, "compile": bench_compile, "memory": bench_memory}
+               "sweep": bench_sweep, "compile": bench_compile, "memory": bench_memory,
+               "dense": lambda _: bench_dense.bench_dense(dense_sizes)}
     res = {"command": " ".join(["python -m harness.bench", *(sys.argv[1:] if argv is None else argv)]),
            "machine": machine(), "sizes": sizes._asdict()}
+    if "dense" in args.sections:
+        res["dense_sizes"] = dense_sizes._asdict()
     for name in SECTIONS:
         if name in args.sections:
             t0 = time.perf_counter()

@@ -155,7 +155,8 @@ class Record:
         training, signed so that positive is improving; None when it cannot be computed.
     curves: "steps" (the evaluation steps) and per series a dict of per-evaluation lists: by task
         ("val", "test", "val_loss", "train_loss", "weights", "grad_norm"), by unordered pair "a|b"
-        ("grad_cos", "conflict"), by ordered pair "a>b" ("affinity"), and "diagnostics": a
+        ("grad_cos", "conflict"), by ordered pair "a>b" ("affinity"), by "<task>.<metric>" the dense
+        tasks' secondary metrics ("val_secondary", "test_secondary"), and "diagnostics": a
         method's own values by "<name>.<task>" or "<name>" (each the mean over its evaluation
         window). Empty for a failed run.
     timing: compile_s, run_s and how the run was batched (batch, group_units, ...).

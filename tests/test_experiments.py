@@ -49,9 +49,23 @@ def train_tiny(tmp_path, overrides):
     return run, paths
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml")))
+def needs(tmp_path, name: str) -> list[str]:
+    """Studies of the user's own files run on a fake copy the test writes, with a tiny network."""
+    if name != "nyuv2":
+        return []
+    from dense_fakes import write_copy
+
+    return [f"data.path={write_copy(tmp_path / 'nyuv2')}", "model.depth=18", "model.width=4",
+            "model.head_width=8", "model.groups=2"]
+
+
+DENSE = {"nyuv2"}  # a ResNet program compiles for minutes on CPU
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DENSE else n
+                                  for n in sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))])
 def test_every_experiment_trains_a_couple_of_steps(tmp_path, name):
-    run, paths = train_tiny(tmp_path, [f"experiment={name}"])
+    run, paths = train_tiny(tmp_path, [f"experiment={name}"] + needs(tmp_path, name))
     assert run.study == name
     num_tasks = len(build_source(run).tasks)
     if run.protocol.name == "tuned":  # its confirmation runs, its front's and one baseline per task

@@ -1,2 +1,3 @@
 """Datasets. Importing this package registers every dataset in `DATASETS`."""
-from harness.data import base, celeba, digits, files, multimnist, penguins, relatedness, table  # noqa: F401
+from harness.data import (base, celeba, cityscapes, digits, files, multimnist, nyuv2, penguins,  # noqa: F401
+                          relatedness, table)

@@ -8,6 +8,7 @@ not its shapes (e.g. the task correlation) arrive in `hparams`, so a batched swe
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, NamedTuple
 
@@ -15,7 +16,8 @@ import jax
 
 from harness.errors import bad
 
-Kind = Literal["classification", "regression"]
+Kind = Literal["classification", "regression", "segmentation", "depth", "normal"]
+DENSE = ("segmentation", "depth", "normal")  # kinds with one target per pixel
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,15 @@ class TaskSpec:
     missing_labels: some rows lack the label (class -1, or a NaN target; harness.data.labels).
         Loss, metric and target scale then average over the labelled entries only. A static
         choice: fully labelled tasks compile the plain means, exactly as before.
+
+    Dense kinds (one target per pixel of an image; `shape` = (H, W), the image's size):
+    segmentation: labels int32 (N, H, W), -1 = ignored pixel, output_size = number of classes;
+        loss per-pixel cross-entropy, metric "miou" over the whole split (higher is better).
+    depth: targets float32 (N, H, W, 1), 0 = invalid pixel; loss L1 on valid pixels, metric
+        "abs_err" (lower is better).
+    normal: targets float32 (N, H, W, 3) unit vectors, all zero = invalid pixel; loss
+        1 - cosine on valid pixels, metric "mean_angle" in degrees (lower is better).
+    harness.train.losses holds their secondary metrics.
     """
 
     name: str
@@ -37,6 +48,34 @@ class TaskSpec:
     metric: str
     lower_is_better: bool
     missing_labels: bool = False
+    shape: tuple[int, ...] = ()  # dense kinds: (H, W); () for one target per input
+
+    @property
+    def dense(self) -> bool:
+        return self.kind in DENSE
+
+
+def record_spec(spec: TaskSpec) -> dict:
+    """The spec as a run record keeps it (`shape` only for dense tasks, so the records of
+    one-target-per-input tasks are as before)."""
+    d = dataclasses.asdict(spec)
+    if not spec.shape:
+        d.pop("shape")
+    else:
+        d["shape"] = list(spec.shape)
+    return d
+
+
+def segmentation(name: str, num_classes: int, shape: tuple[int, int]) -> TaskSpec:
+    return TaskSpec(name, "segmentation", num_classes, "miou", False, shape=tuple(shape))
+
+
+def depth(name: str, shape: tuple[int, int]) -> TaskSpec:
+    return TaskSpec(name, "depth", 1, "abs_err", True, shape=tuple(shape))
+
+
+def normal(name: str, shape: tuple[int, int]) -> TaskSpec:
+    return TaskSpec(name, "normal", 3, "mean_angle", True, shape=tuple(shape))
 
 
 def classification(name: str, num_classes: int, missing_labels: bool = False) -> TaskSpec:

@@ -103,6 +103,8 @@ def estimate(parts, settings, data_shapes) -> Estimate:
     state += num_tasks * shared if per_task else 0
     train_acts = forward_values(model, shapes, settings.batch_size, settings.input_dim)
     rows = max(data_shapes.val.x.shape[0], data_shapes.test.x.shape[0])  # evaluation's splits
+    if getattr(settings, "eval_batch", None):  # evaluated a chunk at a time
+        rows = min(rows, settings.eval_batch)
     eval_acts = forward_values(model, shapes, rows, settings.input_dim)
     data = sum(_size(leaf) for leaf in jax.tree.leaves(data_shapes))
     return Estimate(data, state * FLOAT, max(train_acts * (num_tasks if per_task else 1), eval_acts), total)
@@ -160,7 +162,8 @@ def _drivers(run, est: Estimate, runs: int) -> str:
         "params": {"model.width": getattr(m, "width", None), "model.depth": getattr(m, "depth", None),
                    "model.target_params": getattr(m, "target_params", None)},
         "activations": {"train.batch_size": t.batch_size, "model.width": getattr(m, "width", None),
-                        "data.n_val": getattr(d, "n_val", None), "data.n_test": getattr(d, "n_test", None)},
+                        "data.n_val": getattr(d, "n_val", None), "data.n_test": getattr(d, "n_test", None),
+                        "data.eval_batch": getattr(d, "eval_batch", None)},
     }[largest]
     named = ", ".join(f"{k}={v}" for k, v in keys.items() if v is not None)
     if runs > 1 and runs * est.per_run > est.data:

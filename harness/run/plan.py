@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness.config import SWEEP_ONLY, RunConfig, identity, single_task
-from harness.data.base import DATASETS, DataSource, Dataset, Split, select_tasks
+from harness.data.base import DATASETS, DataSource, Dataset, Split, record_spec, select_tasks
 from harness.errors import Incompatible, bad
 from harness.methods.base import METHODS
 from harness.models.base import MODELS
@@ -108,7 +108,8 @@ def make_settings(run: RunConfig, tasks, input_dim: int, train_size: int) -> Set
         optimizer=Optimizer(o.name, o.momentum, o.lr_schedule, o.warmup_steps, o.clip_norm),
         task_rows={n: r for n, r in rows.items() if n in names} if rows else None,
         diagnostics=run.train.diagnostics, affinity=run.train.affinity,
-        standardize_targets=run.train.standardize_targets)
+        standardize_targets=run.train.standardize_targets, eval_batch=getattr(run.data, "eval_batch", None),
+        augment=getattr(run.data, "augment", False))
 
 
 def make_parts(run: RunConfig, tasks, input_dim: int, train_size: int, teachers=None) -> Parts:
@@ -241,7 +242,7 @@ def stl_unit(stl: Job, data: Dataset, seeds: list[int], baseline_dir: Path, env:
     out_dir = baseline_dir / h
     common = {"kind": "stl", "config": recorded_config(stl.run), "config_hash": h,
               "label": f"stl:{name}", "task": name, "tasks": [name], **env,
-              "task_specs": {name: dataclasses.asdict(spec)}, "param_count": param_count(stl.parts.model),
+              "task_specs": {name: record_spec(spec)}, "param_count": param_count(stl.parts.model),
               **(extra or {})}
     # A distilled job also needs its teachers' parameters (a baseline from before they were
     # kept is retrained: same seed, same record).
@@ -258,7 +259,7 @@ def mtl_unit(job: Job, data: Dataset, seeds: list[int], runs_dir: Path, baseline
     common = {"kind": "mtl", "config": recorded_config(run), "config_hash": h, "label": label,
               "task": None, "tasks": [t.name for t in tasks], "baselines": baselines,
               "baseline_dir": _relative(baseline_dir, runs_dir), **env, "param_count": param_count(job.parts.model),
-              "task_specs": {t.name: dataclasses.asdict(t) for t in tasks}, **(extra or {})}
+              "task_specs": {t.name: record_spec(t) for t in tasks}, **(extra or {})}
     teachers = {t: baseline_dir / h_ for t, h_ in baselines.items()} if run.distill.enabled else None
     return Unit("mtl", job, data, todo(runs_dir, h, seeds), runs_dir, common, teachers)
 

@@ -80,6 +80,8 @@ def curves(out: dict, i: int, names: list[str], steps: list[int]) -> dict:
     if "affinity" in out:  # Z[a -> b]: a step on a, effect on b
         result["affinity"] = {f"{a}>{b}": out["affinity"][i][:, ia, ib].tolist()
                               for ia, a in enumerate(names) for ib, b in enumerate(names) if ia != ib}
+    for split, values in out.get("secondary", {}).items():  # dense tasks' other metrics
+        result[f"{split}_secondary"] = {name: np.asarray(v[i]).tolist() for name, v in values.items()}
     if out.get("diagnostics"):  # a method's own values: (E,) or (E, T) per name
         result["diagnostics"] = {}
         for name, value in out["diagnostics"].items():
@@ -144,7 +146,8 @@ def write_unit(unit: Unit, out: dict | None, timing: dict, error: str | None = N
             teachers.save(unit.out_dir, seed, jax.tree.map(lambda a: a[i], out["params"]))
         (task,) = unit.tasks
         rows = (getattr(unit.run.data, "train_rows", None) or {}).get(task.name)
-        floor = _floor(unit, task, rows)
+        # A linear model per pixel of a dense task's images is no meaningful floor.
+        floor = None if task.dense else _floor(unit, task, rows)
         for rec in recs:
             rec.reference = floor
     if out is not None and unit.kind == "mtl":

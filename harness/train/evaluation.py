@@ -1,5 +1,11 @@
 """Evaluation inside the compiled run: metrics and losses on a whole split, and the summary of
-one evaluation window."""
+one evaluation window.
+
+`evaluate` runs the model on the whole split at once (the one-target-per-input datasets, as
+before). `evaluate_in_chunks` runs it on fixed-size chunks in a `lax.scan` and adds up each
+task's statistics (confusion counts, error sums: harness.train.losses.metric_sums), so the
+activations held at once are a chunk's, whatever the split's size (images at full resolution);
+its metrics equal the whole split's, and it also returns the dense tasks' secondary metrics."""
 from __future__ import annotations
 
 import jax
@@ -21,6 +27,37 @@ def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split,
     y = L.standardize(split.y, scales)
     losses = jnp.stack([L.loss(t, out[t.name], y[t.name]) for t in tasks])
     return metrics, losses
+
+
+def evaluate_in_chunks(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split,
+                       scales: dict[str, L.Scale] | None, size: int) -> tuple[jax.Array, jax.Array, dict]:
+    """(metrics (T,), losses (T,), secondary metrics {"<task>.<metric>": scalar}) on a split,
+    `size` rows at a time. The last chunk is the split's last `size` rows, its rows already
+    counted left out, so no padding copy of the split is made."""
+    scales = scales or {}
+    n = split.x.shape[0]
+    size = min(size, n)
+
+    def stats(i):
+        start = jnp.minimum(i * size, n - size)
+        cut = lambda a: jax.lax.dynamic_slice_in_dim(a, start, size)  # noqa: E731
+        x, y = cut(split.x), {name: cut(v) for name, v in split.y.items()}
+        rows = start + jnp.arange(size) >= i * size
+        out = model.apply(params, x)
+        shown, ys = L.in_target_units(out, scales), L.standardize(y, scales)
+        return ({t.name: L.metric_sums(t, shown[t.name], y[t.name], rows) for t in tasks},
+                {t.name: L.loss_sums(t, out[t.name], ys[t.name], rows) for t in tasks})
+
+    def chunk(total, i):
+        return jax.tree.map(jnp.add, total, stats(i)), None
+
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(stats, 0))
+    (metric_sums, loss_sums), _ = jax.lax.scan(chunk, zeros, jnp.arange(-(-n // size)))
+    values = {t.name: L.metric_values(t, metric_sums[t.name]) for t in tasks}
+    metrics = jnp.stack([values[t.name][t.metric] for t in tasks])
+    losses = jnp.stack([s / jnp.maximum(c, 1).astype(s.dtype) for s, c in (loss_sums[t.name] for t in tasks)])
+    secondary = {f"{t.name}.{k}": v for t in tasks for k, v in values[t.name].items() if k != t.metric}
+    return metrics, losses, secondary
 
 
 def window_summary(losses: jax.Array, weights: jax.Array, probes: dict, diagnostics: dict) -> dict:

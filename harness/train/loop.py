@@ -18,8 +18,9 @@ import jax.numpy as jnp
 
 from harness.data.base import Dataset
 from harness.train import losses as L
+from harness.train.augment import make_augment
 from harness.train.batches import make_draw, make_teaching
-from harness.train.evaluation import evaluate, window_summary
+from harness.train.evaluation import evaluate, evaluate_in_chunks, window_summary
 from harness.train.gradients import make_gradients, method_grad_dim
 from harness.train.optim import clip, make_direction, make_learning_rate
 from harness.train.parts import Carry, Parts, Settings, Trainer
@@ -28,7 +29,7 @@ from harness.train.update import apply_updates, make_update
 
 # fold_in tags: every key of a run derives from its seed through these, so a task gets the same
 # init and the same batches whether it is trained alone or among other tasks.
-INIT, BATCH, METHOD, SCHEDULE = 1, 2, 3, 4
+INIT, BATCH, METHOD, SCHEDULE, AUGMENT = 1, 2, 3, 4, 5
 
 
 def make_optimizer(parts: Parts, settings: Settings, hp: dict):
@@ -43,11 +44,13 @@ def make_step(parts: Parts, settings: Settings, gradients: Callable, draw: Calla
     with a non-finite loss freezes the run where it was; its vmap siblings are unaffected."""
     optimizer = make_optimizer(parts, settings, hp)
     lr_at = make_learning_rate(settings.optimizer, hp["optim"], settings.steps)
-    k_batch, k_method, k_sched = (jax.random.fold_in(key, tag) for tag in (BATCH, METHOD, SCHEDULE))
+    k_batch, k_method, k_sched, k_augment = (jax.random.fold_in(key, tag) for tag in (BATCH, METHOD, SCHEDULE, AUGMENT))
 
     def step(carry: Carry, s):
         params, opt, mstate, diverged_at = carry
         x, y = draw(data, k_batch, s)
+        if settings.augment:
+            x, y = make_augment(parts.tasks, settings.input_dim)(jax.random.fold_in(k_augment, s), x, y)
         active = parts.schedule.select(jax.random.fold_in(k_sched, s), s)
         lr = lr_at(s)
         losses, grads, out, probes = gradients(params, x, L.standardize(y, scales), mstate,
@@ -90,12 +93,20 @@ def make_train(parts: Parts, settings: Settings) -> Trainer:
 
         def chunk(carry: Carry, start):
             carry, (losses, weights, probes, diagnostics) = jax.lax.scan(step, carry, start + jnp.arange(K))
-            val, val_loss = evaluate(model, tasks, carry.params, data.val, scales)
-            test, _ = evaluate(model, tasks, carry.params, data.test, scales)
+            secondary = {}
+            if settings.eval_batch is None:
+                val, val_loss = evaluate(model, tasks, carry.params, data.val, scales)
+                test, _ = evaluate(model, tasks, carry.params, data.test, scales)
+            else:
+                val, val_loss, secondary["val"] = evaluate_in_chunks(
+                    model, tasks, carry.params, data.val, scales, settings.eval_batch)
+                test, _, secondary["test"] = evaluate_in_chunks(
+                    model, tasks, carry.params, data.test, scales, settings.eval_batch)
             if method.on_eval is not None:
                 carry = carry._replace(method=method.on_eval(carry.method, val * scores, hp["method"]))
             return carry, {"val": val, "test": test, "val_loss": val_loss,
-                           **window_summary(losses, weights, probes, diagnostics)}
+                           **window_summary(losses, weights, probes, diagnostics),
+                           **({"secondary": secondary} if secondary else {})}
 
         return jax.lax.scan(chunk, carry, (first + jnp.arange(count)) * K)
 

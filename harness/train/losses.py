@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from harness.data.base import TaskSpec
+from harness.train import dense
 
 
 def labelled(spec: TaskSpec, y: jax.Array) -> jax.Array:
@@ -82,6 +83,8 @@ def _average(values: jax.Array, mask: jax.Array | None) -> jax.Array:
 def loss(spec: TaskSpec, out: jax.Array, y: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy (classification) or mean squared error (regression); over the
     labelled entries where the task has missing labels."""
+    if spec.dense:
+        return dense.loss(spec.kind, out, y)
     y, mask = _labels(spec, y)
     if spec.kind == "classification":
         return _average(optax.softmax_cross_entropy_with_integer_labels(out, y), mask)
@@ -91,10 +94,51 @@ def loss(spec: TaskSpec, out: jax.Array, y: jax.Array) -> jax.Array:
 def metric(spec: TaskSpec, out: jax.Array, y: jax.Array) -> jax.Array:
     """Accuracy (higher is better) or mse (lower is better), as TaskSpec.metric says; over the
     labelled entries where the task has missing labels."""
+    if spec.dense:  # on this batch alone; a split's comes from metric_sums
+        rows = jnp.ones(y.shape[0], bool)
+        return dense.values(spec.kind, dense.sums(spec.kind, out, y, rows, spec.output_size))[spec.metric]
     y, mask = _labels(spec, y)
     if spec.kind == "classification":
         return _average(jnp.argmax(out, axis=-1) == y, mask)
     return _average((out - y) ** 2, mask)
+
+
+def _entries(spec: TaskSpec, y: jax.Array, rows: jax.Array) -> jax.Array:
+    """Where a one-target-per-input task's loss and metric read `y`, within the counted rows."""
+    mask = labelled(spec, y) if spec.missing_labels else jnp.ones(y.shape, bool)
+    return mask & rows.reshape((-1,) + (1,) * (y.ndim - 1))
+
+
+def metric_sums(spec: TaskSpec, out: jax.Array, y: jax.Array, rows: jax.Array) -> dict:
+    """Additive statistics of a batch from which `metric_values` gives the split's metrics
+    (rows where `rows` (B,) is false are left out): evaluation in chunks."""
+    if spec.dense:
+        return dense.sums(spec.kind, out, y, rows, spec.output_size)
+    mask = _entries(spec, y, rows)
+    y = jnp.where(mask, y, 0)
+    hit = jnp.argmax(out, axis=-1) == y if spec.kind == "classification" else (out - y) ** 2
+    return {"total": jnp.sum(jnp.where(mask, hit, 0.0)), "count": jnp.sum(mask, dtype=jnp.int32)}
+
+
+def metric_values(spec: TaskSpec, sums: dict) -> dict[str, jax.Array]:
+    """The metrics of summed statistics: the primary one (TaskSpec.metric) first, then a dense
+    kind's secondary ones (harness.train.dense)."""
+    if spec.dense:
+        return dense.values(spec.kind, sums)
+    return {spec.metric: sums["total"] / jnp.maximum(sums["count"], 1).astype(jnp.float32)}
+
+
+def loss_sums(spec: TaskSpec, out: jax.Array, y: jax.Array, rows: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(sum of the loss's terms, their count) over a batch's counted rows."""
+    if spec.dense:
+        values, mask = dense.pixel_losses(spec.kind, out, y)
+        mask = mask & rows[:, None, None]
+    else:
+        mask = _entries(spec, y, rows)
+        y = jnp.where(mask, y, 0)
+        values = (optax.softmax_cross_entropy_with_integer_labels(out, y) if spec.kind == "classification"
+                  else (out - y) ** 2)
+    return jnp.sum(jnp.where(mask, values, 0.0)), jnp.sum(mask, dtype=jnp.int32)
 
 
 def distillation(spec: TaskSpec, out: jax.Array, teacher: jax.Array, temperature: jax.Array) -> jax.Array:

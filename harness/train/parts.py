@@ -32,7 +32,9 @@ class Settings(NamedTuple):
     and a step draws one batch for all tasks; or task -> n_t, each task trains on its first n_t
     rows and draws its own batch. diagnostics / affinity: gradient probes per step (cosines and
     norms; TAG lookahead affinity). standardize_targets: regression losses on standardised
-    targets (metrics stay in the targets' units)."""
+    targets (metrics stay in the targets' units). eval_batch: evaluation in chunks of that many rows
+(harness.train.evaluation.evaluate_in_chunks), which also hands back the dense tasks'
+secondary metrics; None, a split at once."""
 
     steps: int
     eval_every: int
@@ -44,6 +46,8 @@ class Settings(NamedTuple):
     diagnostics: bool = False
     affinity: bool = False
     standardize_targets: bool = True
+    eval_batch: int | None = None  # evaluate in chunks of this many rows (None: a split at once)
+    augment: bool = False  # dense training batches scale-cropped and flipped (harness.train.augment)
 
     @property
     def num_chunks(self) -> int:
@@ -66,7 +70,8 @@ class Trainer(NamedTuple):
         evaluation windows first..first+count-1 (for checkpointed runs in pieces).
     train(key, hparams, data) -> outputs: the curves {"val", "test", "val_loss", "train_loss",
         "weights": (E, T); "grad_cos", "conflict", "affinity": (E, T, T) and "grad_norm" (E, T)
-        when probed; "diagnostics": name -> (E,) or (E, T), the method's}, "diverged_at" (int32)
+        when probed; "diagnostics": name -> (E,) or (E, T), the method's; with eval_batch,
+        "secondary": split -> "<task>.<metric>" -> (E,), the dense tasks' other metrics}, "diverged_at" (int32)
         and "final" (the last Carry).
     num_chunks: E, the number of evaluation windows."""
 
