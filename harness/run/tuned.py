@@ -252,8 +252,9 @@ def run_tuned(run: RunConfig, job_dir: Path, baseline_dir: Path, label: str, max
     compared = [Compared(label, job, job_dir), *front_configs(job, job_dir.parent / "front")]
     tune, confirm = seeds_of(run)
     data, env = generate(job)
-    stl_cands = candidates(job).stl
-    mtl_cands = [candidates(c.job, baselines=False).mtl for c in compared]
+    own = candidates(job)  # the front's configurations share the job's baselines
+    stl_cands = own.stl
+    mtl_cands = [own.mtl] + [candidates(c.job, baselines=False).mtl for c in compared[1:]]
     failed: list[str] = []
 
     def train(units: list[Unit]) -> None:
