@@ -297,7 +297,7 @@ METRIC_COLUMNS = ("config_hash", "label", "task", "metric", "primary", "lower_is
                   "stl_mean", "stl_lo", "stl_hi", "mtl_mean", "mtl_lo", "mtl_hi", "r_mean", "r_lo", "r_hi")
 
 
-def _listed(rows: pd.DataFrame, task: str) -> list[str]:
+def recorded_secondary(rows: pd.DataFrame, task: str) -> list[str]:
     """The secondary metrics that records of these rows hold for `task` (none for records written
     before secondary metrics existed)."""
     column = f"secondary.{task}"
@@ -320,7 +320,7 @@ def metric_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL) 
         n_failed = int(group["status"].ne("ok").sum())
         for task in [t for t in _tasks(runs) if group[f"baseline.{t}"].notna().any()]:
             baseline = runs[runs["kind"].eq("stl") & runs["config_hash"].eq(group[f"baseline.{task}"].dropna().iloc[0])]
-            both = [m for m in _listed(group, task) if m in _listed(baseline, task)]
+            both = [m for m in recorded_secondary(group, task) if m in recorded_secondary(baseline, task)]
             metrics = [(first[f"metric.{task}"], f"{split}.{task}", _lower_is_better(runs, task), True)]
             metrics += [(m, f"{split}.{task}.{m}", bool(runs[f"lower_is_better.{task}.{m}"].dropna().iloc[0]), False)
                         for m in both]
