@@ -29,10 +29,15 @@ def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split,
     y = L.standardize(split.y, scales)
     losses = jnp.stack([L.loss(t, out[t.name], y[t.name]) for t in tasks])
     rows = jnp.ones(split.x.shape[0], bool)
-    # The primary metric keeps its own computation above (the records of earlier runs hold its
-    # exact values); the secondary ones come from the same sums as in evaluate_in_chunks.
+    # The primary metric keeps its own computation above, bit for bit (the records of earlier
+    # runs hold its exact values): behind the barrier the secondary metrics read their own copy
+    # of the outputs in target units, so XLA fuses nothing of theirs into the primary's
+    # reduction (sharing `shown` moved the MSE's last bit). They come from the same sums as in
+    # evaluate_in_chunks.
+    out_apart, y_apart = jax.lax.optimization_barrier((out, split.y))
+    shown_apart = L.in_target_units(out_apart, scales)
     secondary = {f"{t.name}.{k}": v for t in tasks if t.secondary
-                 for k, v in L.metric_values(t, L.metric_sums(t, shown[t.name], split.y[t.name], rows)).items()
+                 for k, v in L.metric_values(t, L.metric_sums(t, shown_apart[t.name], y_apart[t.name], rows)).items()
                  if k != t.metric}
     return metrics, losses, secondary
 
