@@ -59,10 +59,21 @@ single-task baseline whose mean metric is worse than it, so any positive r_t the
 make up for a weak baseline. `improving` / `worsening` marks a baseline whose validation metric \
 still moved by more than {TREND_FLAG:g}% (mean over seeds) in the last quarter of training: \
 under- or over-trained for the step budget.
-- **delta_m** = mean over the configuration's tasks of the per-task mean r_t (per task first, \
-then over tasks); it is missing when any task has no paired seed. Published code disagrees on \
-the sign of delta_m (some use positive = worse) and on its averaging (some average all metrics \
-flat, one library compares with the first epoch instead of single-task baselines).
+- **Metrics**: each task has a primary metric (the one in the transfer table, its verdict and \
+`ref`) and may have secondary ones (classification: macro-F1 over the classes seen as label or \
+prediction; regression: MAE; segmentation: pixel accuracy; depth: relative error; normals: \
+median angle and the share within 11.25, 22.5 and 30 degrees), read at the evaluation that \
+selected the primary one. Every metric gets its own r with the sign of its own direction; the \
+secondary metrics' table gives their intervals, without a verdict.
+- **delta_m** = mean over the configuration's tasks of the mean over each task's metrics of \
+the mean over seeds of its paired r (per task first, then over tasks: the multi-metric convention of \
+Maninis et al. 2019 and Vandenhende et al. 2021, with positive = better); a task whose records \
+hold its primary metric only (or whose baseline's do) contributes its primary r_t, so with one \
+metric per task delta_m is the mean over tasks of r_t. `delta_m_primary` (in transfer.parquet) \
+averages the primary metrics only. delta_m is missing when any of its metrics has no paired \
+seed. Published code disagrees on the sign of delta_m (some use positive = worse) and on its \
+averaging (some average all metrics flat, one library compares with the first epoch instead of \
+single-task baselines).
 """
 
 TABLE_COLUMNS = (
@@ -132,29 +143,32 @@ def _check_unique(runs: pd.DataFrame) -> None:
             f"config_hash={first['config_hash']!r}, seed={first['seed']!r}")
 
 
+def _pair(runs: pd.DataFrame, task: str, column: str, lower_is_better: bool) -> pd.DataFrame:
+    """The ok multi-task runs of `task` joined with their same-seed baseline's on `column`."""
+    cfg = cfg_columns(runs)
+    ok = runs[runs["status"].eq("ok")]
+    mtl, stl = ok[ok["kind"].eq("mtl")], ok[ok["kind"].eq("stl")]
+    base = f"baseline.{task}"
+    m = mtl.loc[mtl[base].notna(), ["config_hash", "label", "seed", base, column, *cfg]]
+    m = m.rename(columns={base: "_baseline", column: "mtl"})
+    s = stl[["config_hash", "seed", column]].rename(columns={"config_hash": "_baseline", column: "stl"})
+    p = m.merge(s, on=["_baseline", "seed"], how="inner")
+    p = p[p["mtl"].notna() & p["stl"].notna() & p["stl"].ne(0)]
+    p["r"] = relative_change(p["mtl"], p["stl"], lower_is_better)
+    p["task"] = task
+    return p.drop(columns="_baseline")
+
+
 def paired(runs: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """One row per (mtl config, task, seed) where the mtl run and its same-seed baseline are ok.
+    """One row per (mtl config, task, seed) where the mtl run and its same-seed baseline are ok,
+    on each task's primary metric.
 
     Columns: config_hash, label, task, seed, mtl, stl, r, then the mtl config's cfg.* columns.
     Pairs whose baseline metric is exactly 0 are dropped: r is undefined there.
     """
     _check_unique(runs)
-    cfg = cfg_columns(runs)
-    ok = runs[runs["status"].eq("ok")]
-    mtl, stl = ok[ok["kind"].eq("mtl")], ok[ok["kind"].eq("stl")]
-    parts = []
-    for task in _tasks(runs):
-        metric, base = f"{split}.{task}", f"baseline.{task}"
-        m = mtl.loc[mtl[base].notna(), ["config_hash", "label", "seed", base, metric, *cfg]]
-        m = m.rename(columns={base: "_baseline", metric: "mtl"})
-        s = stl[["config_hash", "seed", metric]].rename(
-            columns={"config_hash": "_baseline", metric: "stl"})
-        p = m.merge(s, on=["_baseline", "seed"], how="inner")
-        p = p[p["mtl"].notna() & p["stl"].notna() & p["stl"].ne(0)]
-        p["r"] = relative_change(p["mtl"], p["stl"], _lower_is_better(runs, task))
-        p["task"] = task
-        parts.append(p.drop(columns="_baseline"))
-    columns = ["config_hash", "label", "task", "seed", "mtl", "stl", "r", *cfg]
+    parts = [_pair(runs, task, f"{split}.{task}", _lower_is_better(runs, task)) for task in _tasks(runs)]
+    columns = ["config_hash", "label", "task", "seed", "mtl", "stl", "r", *cfg_columns(runs)]
     if not parts:
         return pd.DataFrame(columns=columns)
     out = pd.concat(parts, ignore_index=True)[columns]
@@ -259,10 +273,71 @@ def transfer_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL
     table["mde"] = [detectable_effect(sd, n, (1 - level) / max(m, 1))
                     for sd, n, m in zip(sds, table["n"], tested)]
     table["underpowered"] = table["n"] < MIN_SEEDS
-    table["delta_m"] = by_config["r_mean"].transform(lambda r: r.mean(skipna=False))
+    table["delta_m_primary"] = by_config["r_mean"].transform(lambda r: r.mean(skipna=False))
+    table["delta_m"] = _delta_m(table, metric_table(runs, split, level))
     table = table.astype({"n": int, "n_mtl_failed": int, "lower_is_better": bool})
     table = _selection(table, runs)
-    return _sort(table[columns + [c for c in SELECTION_COLUMNS if c in table]], varying_columns(table))
+    return _sort(table[columns + ["delta_m_primary"] + [c for c in SELECTION_COLUMNS if c in table]],
+                 varying_columns(table))
+
+
+def _delta_m(table: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series:
+    """delta_m of each row's configuration: the mean over its tasks of the mean over each task's
+    metrics of the mean r (Maninis et al. 2019; Vandenhende et al. 2021). A task with its primary
+    metric only contributes its r_mean itself, so single-metric tables keep their delta_m exactly."""
+    secondary = metrics[~metrics["primary"]]
+    r = table["r_mean"].copy()
+    for (config, task), part in secondary.groupby(["config_hash", "task"], sort=False):
+        row = table.index[table["config_hash"].eq(config) & table["task"].eq(task)]
+        r[row] = pd.concat([table.loc[row, "r_mean"], part["r_mean"]]).mean(skipna=False)
+    return r.groupby(table["config_hash"], sort=False).transform(lambda v: v.mean(skipna=False))
+
+
+METRIC_COLUMNS = ("config_hash", "label", "task", "metric", "primary", "lower_is_better", "n", "n_mtl_failed",
+                  "stl_mean", "stl_lo", "stl_hi", "mtl_mean", "mtl_lo", "mtl_hi", "r_mean", "r_lo", "r_hi")
+
+
+def recorded_secondary(rows: pd.DataFrame, task: str) -> list[str]:
+    """The secondary metrics that records of these rows hold for `task` (none for records written
+    before secondary metrics existed)."""
+    column = f"secondary.{task}"
+    values = rows[column].dropna() if column in rows else pd.Series(dtype=object)
+    return str(values.iloc[0]).split(",") if len(values) else []
+
+
+def metric_table(runs: pd.DataFrame, split: str = "test", level: float = LEVEL) -> pd.DataFrame:
+    """One row per (mtl config, task, metric), for every metric of the task that both the
+    configuration's records and its baseline's hold (the primary one always; `primary` marks
+    it): the paired seeds, the Student-t intervals of each side's metric and of r. No verdict:
+    the verdict is on the primary metric (`transfer_table`). Columns: METRIC_COLUMNS with the
+    config's cfg.* columns inserted after `label`; rows in config, task and metric order."""
+    _check_unique(runs)
+    cfg = cfg_columns(runs)
+    columns = [*METRIC_COLUMNS[:2], *cfg, *METRIC_COLUMNS[2:]]
+    rows, pairs = [], {}
+    for config, group in runs[runs["kind"].eq("mtl")].groupby("config_hash", sort=False):
+        first = group.iloc[0]
+        n_failed = int(group["status"].ne("ok").sum())
+        for task in [t for t in _tasks(runs) if group[f"baseline.{t}"].notna().any()]:
+            baseline = runs[runs["kind"].eq("stl") & runs["config_hash"].eq(group[f"baseline.{task}"].dropna().iloc[0])]
+            both = [m for m in recorded_secondary(group, task) if m in recorded_secondary(baseline, task)]
+            metrics = [(first[f"metric.{task}"], f"{split}.{task}", _lower_is_better(runs, task), True)]
+            metrics += [(m, f"{split}.{task}.{m}", bool(runs[f"lower_is_better.{task}.{m}"].dropna().iloc[0]), False)
+                        for m in both]
+            for metric, column, lower, primary in metrics:
+                if column not in pairs:  # every configuration's pairs at once
+                    pairs[column] = _pair(runs, task, column, lower)
+                p = pairs[column][pairs[column]["config_hash"].eq(config)]
+                row = {"config_hash": config, "label": first["label"], **first[cfg].to_dict(), "task": task,
+                       "metric": metric, "primary": primary, "lower_is_better": lower, "n": len(p),
+                       "n_mtl_failed": n_failed}
+                for side in ("stl", "mtl", "r"):
+                    row[f"{side}_mean"], row[f"{side}_lo"], row[f"{side}_hi"] = interval(
+                        p[side].to_numpy(float), level)
+                rows.append(row)
+    table = pd.DataFrame(rows, columns=columns)
+    return _sort(table.astype({"n": int, "n_mtl_failed": int, "lower_is_better": bool, "primary": bool}),
+                 varying_columns(table))
 
 
 SELECTION_COLUMNS = ("chosen", "candidates", "baseline_chosen", "baseline_candidates")

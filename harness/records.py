@@ -151,11 +151,15 @@ class Record:
         "failed" (the job raised; `error` says what).
     metrics: split ("val", "test") -> task -> the metric at the selected evaluation; None unless
         the run is ok. selected_step: task -> step of that evaluation.
+    secondary: split -> task -> metric -> value: the tasks' secondary metrics (task_specs'
+        "secondary") read at the same evaluation as `metrics` (for last_k, the same window); None
+        unless the run is ok. Empty in records written before tasks had secondary metrics, and for
+        tasks without them: such a task has its primary metric only.
     val_trend: task -> the relative change (%) of the validation metric over the last quarter of
         training, signed so that positive is improving; None when it cannot be computed.
     curves: "steps" (the evaluation steps) and per series a dict of per-evaluation lists: by task
         ("val", "test", "val_loss", "train_loss", "weights", "grad_norm"), by unordered pair "a|b"
-        ("grad_cos", "conflict"), by ordered pair "a>b" ("affinity"), by "<task>.<metric>" the dense
+        ("grad_cos", "conflict"), by ordered pair "a>b" ("affinity"), by "<task>.<metric>" the
         tasks' secondary metrics ("val_secondary", "test_secondary"), and "diagnostics": a
         method's own values by "<name>.<task>" or "<name>" (each the mean over its evaluation
         window). Empty for a failed run.
@@ -186,6 +190,7 @@ class Record:
     diverged_step: int | None = None
     error: str | None = None
     selected_step: dict = field(default_factory=dict)
+    secondary: dict = field(default_factory=dict)
     val_trend: dict = field(default_factory=dict)
     curves: dict = field(default_factory=dict)
     timing: dict = field(default_factory=dict)
@@ -319,6 +324,17 @@ def record_row(rec: Record) -> dict[str, Any]:
     for name, spec in rec.task_specs.items():
         row[f"metric.{name}"] = spec["metric"]
         row[f"lower_is_better.{name}"] = spec["lower_is_better"]
+        # Secondary metrics: which a task has ("a,b"; the column is absent for records without
+        # any, read as primary only), their directions and their values per split.
+        recorded = {m: low for m, low in spec.get("secondary", {}).items()
+                    if all(m in rec.secondary.get(split, {}).get(name, {}) for split in ("val", "test"))}
+        if recorded:
+            row[f"secondary.{name}"] = ",".join(recorded)
+        for m, low in recorded.items():
+            row[f"lower_is_better.{name}.{m}"] = low
+            for split in ("val", "test"):
+                value = rec.secondary[split][name][m]
+                row[f"{split}.{name}.{m}"] = math.nan if value is None else value
     for name, trend in rec.val_trend.items():
         row[f"val_trend.{name}"] = math.nan if trend is None else trend
     floor = rec.reference

@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from harness.analysis import (CONVENTIONS, detectable_effect, format_transfer, group_affinity, holm,
-                              paired, relative_change, suggest_groups, to_markdown, transfer_table)
+                              metric_table, paired, relative_change, suggest_groups, to_markdown,
+                              transfer_table)
 
 TASKS = {"acc": ("accuracy", False), "err": ("mse", True), "aux": ("accuracy", False)}
 
@@ -157,6 +158,56 @@ def test_delta_m_is_mean_of_per_task_means():
     dead = t[t["config_hash"].eq("c")]
     assert dead["n"].tolist() == [0, 0] and dead["n_mtl_failed"].tolist() == [3, 3]
     assert dead["delta_m"].isna().all() and (dead["verdict"] == "inconclusive").all()
+
+
+def with_secondary(rows, task, metric, lower, values):
+    """The rows with a secondary metric of `task` as records that hold one give it (values by row)."""
+    for row, value in zip(rows, values):
+        row.update({f"secondary.{task}": metric, f"lower_is_better.{task}.{metric}": lower,
+                    f"test.{task}.{metric}": value, f"val.{task}.{metric}": value})
+    return rows
+
+
+def two_metric_runs(old_acc_baseline=False):
+    """acc (accuracy, macro_f1) and err (mse, mae) with two metrics each, aux with one."""
+    base_acc = stl("acc", [0.8, 0.8])
+    if not old_acc_baseline:
+        with_secondary(base_acc, "acc", "macro_f1", False, [0.5, 0.5])
+    m = mtl("m", {"acc": [0.84, 0.88], "err": [1.5, 2.0], "aux": [0.72, 0.72]})
+    with_secondary(m, "acc", "macro_f1", False, [0.4, 0.6])
+    for row, mae in zip(m, [1.3, 0.9]):  # a second task's secondary metric on the same rows
+        with_secondary([row], "err", "mae", True, [mae])
+    return table_of(base_acc, with_secondary(stl("err", [2.0, 2.0]), "err", "mae", True, [1.0, 1.0]),
+                    stl("aux", [0.8, 0.8]), m)
+
+
+def test_delta_m_averages_each_tasks_metrics_first_then_the_tasks():
+    # r per seed: accuracy +5, +10; macro_f1 -20, +20; mse +25, 0; mae -30, +10; aux -10, -10.
+    t = transfer_table(two_metric_runs()).set_index("task")
+    acc, err, aux = (7.5 + 0.0) / 2, (12.5 - 10.0) / 2, -10.0
+    assert t["delta_m"].tolist() == pytest.approx([(acc + err + aux) / 3] * 3)  # not the flat mean, 0
+    assert t["delta_m_primary"].iloc[0] == pytest.approx((7.5 + 12.5 - 10.0) / 3)
+    assert t.loc["acc", "metric"] == "accuracy" and t.loc["acc", "r_mean"] == pytest.approx(7.5)
+    m = metric_table(two_metric_runs()).set_index(["task", "metric"])
+    assert m.index.tolist() == [("acc", "accuracy"), ("acc", "macro_f1"), ("err", "mse"), ("err", "mae"),
+                                ("aux", "accuracy")]
+    assert m["primary"].tolist() == [True, False, True, False, True]
+    assert m.loc[("err", "mae"), ["n", "r_mean", "stl_mean", "mtl_mean"]].tolist() == pytest.approx([2, -10.0, 1.0, 1.1])
+    assert m.loc[("acc", "macro_f1"), "r_lo"] < 0 < m.loc[("acc", "macro_f1"), "r_hi"]
+    # A baseline written before secondary metrics existed: its task counts its primary metric only.
+    old = transfer_table(two_metric_runs(old_acc_baseline=True))
+    assert old["delta_m"].iloc[0] == pytest.approx((7.5 + err + aux) / 3)
+    assert ("acc", "macro_f1") not in metric_table(two_metric_runs(old_acc_baseline=True)).set_index(["task", "metric"]).index
+
+
+def test_with_one_metric_per_task_delta_m_is_exactly_the_mean_of_the_tasks_r():
+    runs = table_of(stl("acc", [0.8, 0.81, 0.79]), stl("err", [2.0, 2.1, 1.9]), stl("aux", [0.7, 0.6, 0.65]),
+                    mtl("a", {"acc": [0.84, 0.88, 0.8], "err": [1.0, 1.5, 2.0], "aux": [0.71, 0.62, 0.6]}, depth=1),
+                    mtl("b", {"acc": [0.8, 0.83, 0.8], "err": [3.0, 2.9, 3.1], "aux": [0.3, 0.9, 0.6]}, depth=2))
+    t = transfer_table(runs)
+    before = t.groupby("config_hash", sort=False)["r_mean"].transform(lambda r: r.mean(skipna=False))
+    assert t["delta_m"].tolist() == before.tolist() == t["delta_m_primary"].tolist()
+    assert metric_table(runs)["primary"].all()
 
 
 def test_underpowered_below_five_seeds():

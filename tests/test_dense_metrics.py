@@ -124,9 +124,12 @@ def test_chunked_evaluation_of_other_kinds_equals_the_whole_split():
     model = Model(lambda key: {}, lambda params, x: x @ w,
                   lambda tp, z: {"c": z[:, :3], "r": z[:, 3:], "m": z[:, 3:] * 2})
     scales = L.target_scales(tasks, split.y)
-    whole_m, whole_l = evaluate(model, tasks, {"tasks": {}}, split, scales)
+    whole_m, whole_l, whole_s = evaluate(model, tasks, {"tasks": {}}, split, scales)
+    assert set(whole_s) == {"c.macro_f1", "r.mae", "m.mae"}
     for size in (4, 11):  # 4: a last chunk that overlaps rows already counted
         m, loss, secondary = evaluate_in_chunks(model, tasks, {"tasks": {}}, split, scales, size)
         np.testing.assert_allclose(m, whole_m, rtol=1e-5)
         np.testing.assert_allclose(loss, whole_l, rtol=1e-5)
-        assert secondary == {}
+        assert set(secondary) == set(whole_s)
+        for name, value in secondary.items():
+            np.testing.assert_allclose(value, whole_s[name], rtol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 
 from harness.records import (KNOWN_VERSIONS, SCHEMA_VERSION, Record, RecordError,
                              UnknownVersion, collect, load_record, load_records, read_record,
-                             write_json, write_record)
+                             record_row, write_json, write_record)
 
 SPEC = {"kind": "regression", "lower_is_better": True, "metric": "mse", "output_size": 1}
 
@@ -69,6 +69,21 @@ def test_a_version_1_record_loads_as_version_1(tmp_path):
     assert rec.schema_version == 1 and 1 in KNOWN_VERSIONS
     assert (rec.label, rec.error, rec.warnings, rec.baselines, rec.val_trend) == ("", None, [], {}, {})
     assert rec.reference == old["reference"] and rec.curves == old["curves"]
+
+
+def test_secondary_metrics_become_columns_and_a_record_without_them_has_its_primary_only(tmp_path):
+    old = {k: v for k, v in make().to_dict().items() if k != "secondary"}  # written before they existed
+    write_json(tmp_path / "seed_0.json", old)
+    rec = load_record(tmp_path / "seed_0.json")
+    assert rec.secondary == {}
+    row = record_row(rec)
+    assert not [c for c in row if c.startswith(("secondary.", "val.t1.", "test.t1.", "lower_is_better.t1."))]
+    specs = {"t1": {**SPEC, "name": "t1", "secondary": {"mae": True}}, "t2": {**SPEC, "name": "t2"}}
+    new = make(task_specs=specs, secondary={"val": {"t1": {"mae": 0.5}}, "test": {"t1": {"mae": None}}})
+    row = record_row(Record.from_dict(json.loads(json.dumps(new.to_dict()))))
+    assert (row["secondary.t1"], row["lower_is_better.t1.mae"], row["val.t1.mae"]) == ("mae", True, 0.5)
+    assert row["test.t1.mae"] != row["test.t1.mae"]  # None (not ok) reads as NaN
+    assert "secondary.t2" not in row and row["val.t1"] == 1.0
 
 
 def test_an_unknown_version_is_flagged_and_skipped(tmp_path):

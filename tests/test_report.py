@@ -163,6 +163,26 @@ def test_report_text(tmp_path):
     assert "> **Underpowered:**" not in healthy
 
 
+def test_secondary_metrics_get_their_own_section_and_table_only_when_recorded(tmp_path):
+    runs = make_runs(SMALL)
+    plain = write_report(runs, tmp_path / "plain")
+    assert "metrics.parquet" not in plain and "## Secondary metrics" not in plain["report.md"].read_text()
+    with_mae = runs.copy()
+    err = with_mae["kind"].eq("mtl") | with_mae["config_hash"].eq("stl-err")
+    with_mae.loc[err, "secondary.err"] = "mae"
+    with_mae.loc[err, "lower_is_better.err.mae"] = True
+    # mtl's MAE is 10% above its baseline's on every seed: r = -10 however the seeds differ.
+    mae = 0.5 + 0.01 * with_mae["seed"] * with_mae["kind"].eq("stl")
+    mae = mae.where(with_mae["kind"].eq("stl"), 0.55 + 0.011 * with_mae["seed"])
+    with_mae.loc[err, "test.err.mae"] = with_mae.loc[err, "val.err.mae"] = mae[err]
+    paths = write_report(with_mae, tmp_path / "mae")
+    section = paths["report.md"].read_text().split("## Secondary metrics")[1].split("\n## ")[0]
+    assert "| err" in section and "mae (lower better)" in section and "-10 [-10, -10]" in section
+    assert "accuracy" not in section and "mse" not in section  # the primary ones are in Transfer
+    table = pd.read_parquet(paths["metrics.parquet"])
+    assert table[["task", "metric"]].values.tolist()[:3] == [["acc", "accuracy"], ["err", "mse"], ["err", "mae"]]
+
+
 def test_rewrite_replaces_files_and_failed_write_leaves_no_temp(tmp_path, monkeypatch):
     write_report(make_runs(SMALL, seeds=3), tmp_path)
     write_report(make_runs(SMALL, seeds=6), tmp_path)

@@ -104,6 +104,11 @@ def test_selection_reads_validation_and_refuses_test_columns():
     mtl = validation_view(_frame({"m1": [1.1, 2.2], "m2": [0.9, 2.0]}, kind="mtl"))
     (h, score) = choose_config(mtl, base, ["a"], 2)
     assert h == "m2" and score == pytest.approx(5.0)  # lower is better: (10% + 0%) / 2
+    # A secondary metric enters as in delta_m: m1's MAE 30% below the baseline's outweighs its mse.
+    for frame, mae in ((base, [1.0, 1.0]), (mtl, [0.7, 0.7, 1.0, 1.0])):
+        frame["secondary.a"], frame["lower_is_better.a.mae"], frame["val.a.mae"] = "mae", True, mae
+    (h, score) = choose_config(mtl, base, ["a"], 2)
+    assert h == "m1" and score == pytest.approx((-10.0 + 30.0) / 2)
 
 
 @pytest.fixture(scope="module")

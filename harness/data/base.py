@@ -19,6 +19,18 @@ from harness.errors import bad
 Kind = Literal["classification", "regression", "segmentation", "depth", "normal"]
 DENSE = ("segmentation", "depth", "normal")  # kinds with one target per pixel
 
+# Every metric a kind's evaluation computes (harness.train.losses, harness.train.dense), with
+# whether lower is better; the first is the kind's primary metric. A TaskSpec lists the others
+# it reports in `secondary`.
+METRICS: dict[str, dict[str, bool]] = {
+    "classification": {"accuracy": False, "macro_f1": False},
+    "regression": {"mse": True, "mae": True},
+    "segmentation": {"miou": False, "pixel_acc": False},
+    "depth": {"abs_err": True, "rel_err": True},
+    "normal": {"mean_angle": True, "median_angle": True, "within_11.25": False, "within_22.5": False,
+               "within_30": False},
+}
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -39,7 +51,11 @@ class TaskSpec:
         "abs_err" (lower is better).
     normal: targets float32 (N, H, W, 3) unit vectors, all zero = invalid pixel; loss
         1 - cosine on valid pixels, metric "mean_angle" in degrees (lower is better).
-    harness.train.losses holds their secondary metrics.
+
+    secondary: the task's other metrics (names from METRICS[kind], each with its own direction),
+        evaluated beside the primary one (`metric`) and recorded with it; the verdict reads the
+        primary one, delta_m all of them (harness.analysis). The builders below list every
+        metric of the kind; a spec built directly lists none unless told.
     """
 
     name: str
@@ -49,41 +65,64 @@ class TaskSpec:
     lower_is_better: bool
     missing_labels: bool = False
     shape: tuple[int, ...] = ()  # dense kinds: (H, W); () for one target per input
+    secondary: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        known = METRICS.get(self.kind, {})
+        for name in self.secondary:
+            if name not in known or name == self.metric:
+                raise bad(f"task {self.name} secondary metric", name,
+                          f"one of {', '.join(m for m in known if m != self.metric)}")
 
     @property
     def dense(self) -> bool:
         return self.kind in DENSE
 
+    @property
+    def metrics(self) -> dict[str, bool]:
+        """Metric name -> lower is better: the primary metric first, then the secondary ones."""
+        return {self.metric: self.lower_is_better, **{m: METRICS[self.kind][m] for m in self.secondary}}
+
 
 def record_spec(spec: TaskSpec) -> dict:
-    """The spec as a run record keeps it (`shape` only for dense tasks, so the records of
-    one-target-per-input tasks are as before)."""
+    """The spec as a run record keeps it: `shape` only for dense tasks, `secondary` (name ->
+    lower is better, so a record reads without this module) only where the task has them;
+    without either, as records were before both existed."""
     d = dataclasses.asdict(spec)
     if not spec.shape:
         d.pop("shape")
     else:
         d["shape"] = list(spec.shape)
+    d.pop("secondary")
+    if spec.secondary:
+        d["secondary"] = {m: METRICS[spec.kind][m] for m in spec.secondary}
     return d
 
 
+def _others(kind: str) -> tuple[str, ...]:
+    return tuple(METRICS[kind])[1:]
+
+
 def segmentation(name: str, num_classes: int, shape: tuple[int, int]) -> TaskSpec:
-    return TaskSpec(name, "segmentation", num_classes, "miou", False, shape=tuple(shape))
+    return TaskSpec(name, "segmentation", num_classes, "miou", False, shape=tuple(shape),
+                    secondary=_others("segmentation"))
 
 
 def depth(name: str, shape: tuple[int, int]) -> TaskSpec:
-    return TaskSpec(name, "depth", 1, "abs_err", True, shape=tuple(shape))
+    return TaskSpec(name, "depth", 1, "abs_err", True, shape=tuple(shape), secondary=_others("depth"))
 
 
 def normal(name: str, shape: tuple[int, int]) -> TaskSpec:
-    return TaskSpec(name, "normal", 3, "mean_angle", True, shape=tuple(shape))
+    return TaskSpec(name, "normal", 3, "mean_angle", True, shape=tuple(shape), secondary=_others("normal"))
 
 
 def classification(name: str, num_classes: int, missing_labels: bool = False) -> TaskSpec:
-    return TaskSpec(name, "classification", num_classes, "accuracy", False, missing_labels)
+    return TaskSpec(name, "classification", num_classes, "accuracy", False, missing_labels,
+                    secondary=_others("classification"))
 
 
 def regression(name: str, output_size: int = 1, missing_labels: bool = False) -> TaskSpec:
-    return TaskSpec(name, "regression", output_size, "mse", True, missing_labels)
+    return TaskSpec(name, "regression", output_size, "mse", True, missing_labels, secondary=_others("regression"))
 
 
 class Split(NamedTuple):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import (MIN_SEEDS, conventions, format_transfer, paired, to_markdown,
-                              transfer_table)
+from harness.analysis import (MIN_SEEDS, conventions, format_transfer, metric_table, paired,
+                              to_markdown, transfer_table)
 from harness.report import document, html
 from harness.report.affinity import affinity_blocks
 from harness.report.conflict import conflict_blocks
@@ -22,6 +22,7 @@ from harness.report.diagnostics import diagnostics_blocks
 from harness.report.document import Plot, Section, Table
 from harness.report.heatmaps import heatmap_blocks
 from harness.report.learning import learning_blocks
+from harness.report.metrics import secondary_blocks
 from harness.report.ranking import ranking_blocks
 from harness.report.tradeoff import tradeoff_blocks
 from harness.report.transfer_plot import plot_transfer
@@ -73,12 +74,13 @@ def _baseline_warning(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
+def _sections(runs: pd.DataFrame, table: pd.DataFrame, metrics: pd.DataFrame, curves: pd.DataFrame,
               split: str) -> list[Section]:
     transfer = Plot("transfer", plot_transfer(table), "mean r_t per task with its interval",
                     folder="")
     # Only methods that report diagnostics have them: no section (not even a note) otherwise.
     diagnostics = diagnostics_blocks(table, curves)
+    secondary = secondary_blocks(metrics)
     return [
         Section("Conventions", [conventions(table)]),
         Section("Transfer", [
@@ -88,6 +90,7 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, curves: pd.DataFrame,
             "Holm-corrected verdict, delta_m and the baseline checks. In report.html, click a "
             "header to sort.",
             Table(format_transfer(table)), transfer]),
+        *([Section("Secondary metrics", secondary)] if secondary else []),
         Section("Ranking", ranking_blocks(table, paired(runs, split), runs)),
         Section("Heatmaps", heatmap_blocks(table)),
         Section("Learning curves", learning_blocks(table, runs, curves, split)),
@@ -108,7 +111,8 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
                  title: str = "Multi-task transfer report", split: str = "test",
                  records: Sequence[Record | dict] | None = None, skipped: int = 0) -> dict[str, Path]:
     """Write runs.{parquet,csv}, transfer.{parquet,md,png}, figures/*.png, report.md and
-    report.html into out_dir.
+    report.html into out_dir; metrics.parquet (every metric's r, harness.analysis.metric_table)
+    too where tasks have secondary metrics.
 
     `runs` is the runs table of `harness.records.collect`; `records` (default: every record
     found under out_dir) supply learning curves and diagnostics; `skipped` counts the record files
@@ -117,9 +121,9 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = transfer_table(runs, split)
+    table, metrics = transfer_table(runs, split), metric_table(runs, split)
     curves = curve_frame(load_records(out) if records is None else records)
-    sections = _sections(runs, table, curves, split)
+    sections = _sections(runs, table, metrics, curves, split)
     figures = document.plots(sections)
     intro = [_summary(runs, table, split), *_underpowered_warning(table), *_baseline_warning(table)]
     if skipped:
@@ -131,6 +135,8 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
         "transfer.md": f"# Transfer\n\n{conventions(table)}\n{to_markdown(table)}\n".encode(),
         **{plot.path: plot.png for plot in figures},
     }
+    if not metrics["primary"].all():  # tasks with secondary metrics: every metric's r
+        files["metrics.parquet"] = _parquet(metrics)
     paths = {name: out / name for name in files}
     for name, data in files.items():
         atomic_write_bytes(paths[name], data)

@@ -3,9 +3,9 @@
 Computed from the job's records on disk, on the validation split only: a sweeper that selects
 configurations on test metrics would make the reported test result a biased estimate.
 
-- `delta_m`: the mean over tasks of the paired relative change r_t against the matched
-  single-task baselines (harness.analysis.transfer_table on the validation split): higher is
-  better, so the sweeper's direction is `maximize`.
+- `delta_m`: the mean over tasks of the paired relative change against the matched
+  single-task baselines, each task's metrics averaged first (harness.analysis.transfer_table on
+  the validation split): higher is better, so the sweeper's direction is `maximize`.
 - `val.<task>`: that task's validation metric, mean over the job's seeds (direction as the
   metric: maximize an accuracy, minimize an MSE).
 

@@ -15,7 +15,8 @@ For one job (one multi-task configuration of a sweep):
    compiled program (the batched launcher's grouping, harness.run.sweep.groups).
 3. **Select on validation only.** Each baseline: the candidate with the best mean validation
    metric of its task. The configuration: the candidate with the highest mean over tasks of the
-   paired relative validation change against the *chosen* baselines (delta_m on validation).
+   paired relative validation change against the *chosen* baselines, each task's metrics
+   averaged first (delta_m on validation, harness.analysis).
    Only candidates whose every tuning seed is ok (neither diverged nor failed) can be chosen.
    The selection functions receive a table without any test column (`validation_view`) and
    refuse one that has any, so no test number can reach a choice.
@@ -38,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from harness.analysis import relative_change
+from harness.analysis import recorded_secondary, relative_change
 from harness.config import RunConfig, identity, validate
 from harness.errors import bad
 from harness.records import config_hash, load_record, record_path, record_row
@@ -163,9 +164,10 @@ def choose_baseline(runs: pd.DataFrame, task: str, n_seeds: int) -> tuple[str, f
 
 def choose_config(runs: pd.DataFrame, baselines: pd.DataFrame, tasks: list[str],
                   n_seeds: int) -> tuple[str, float] | None:
-    """(config hash, score) of the best multi-task candidate among `runs`: the score is the mean
-    over tasks of the mean over seeds of the relative validation change against the chosen
-    baselines' same-seed runs (`baselines`: their tuning records, one task each)."""
+    """(config hash, score) of the best multi-task candidate among `runs`: the score is the
+    validation delta_m against the chosen baselines' same-seed runs (`baselines`: their tuning
+    records, one task each), as harness.analysis forms it: the mean over tasks of the mean over
+    each task's metrics (those both sides record) of the mean over seeds of the relative change."""
     _no_test(runs)
     _no_test(baselines)
     ok = _complete(runs, n_seeds)
@@ -176,10 +178,15 @@ def choose_config(runs: pd.DataFrame, baselines: pd.DataFrame, tasks: list[str],
         per_task = []
         for task in tasks:
             base = baselines[baselines["task"].eq(task) & baselines["status"].eq("ok")]
-            pair = group[["seed", f"val.{task}"]].merge(
-                base[["seed", f"val.{task}"]], on="seed", suffixes=("", "_stl"))
-            lower = bool(group[f"lower_is_better.{task}"].iloc[0])
-            per_task.append(np.mean(relative_change(pair[f"val.{task}"], pair[f"val.{task}_stl"], lower)))
+            metrics = [(f"val.{task}", bool(group[f"lower_is_better.{task}"].iloc[0]))]
+            metrics += [(f"val.{task}.{m}", bool(group[f"lower_is_better.{task}.{m}"].iloc[0]))
+                        for m in recorded_secondary(group, task) if m in recorded_secondary(base, task)]
+            per_metric = []
+            for column, lower in metrics:
+                pair = group[["seed", column]].merge(base[["seed", column]], on="seed", suffixes=("", "_stl"))
+                per_metric.append(np.mean(relative_change(pair[column], pair[f"{column}_stl"], lower)))
+            # One metric: its mean itself, so single-metric choices are exactly as before.
+            per_task.append(per_metric[0] if len(per_metric) == 1 else np.mean(per_metric))
         scores[h] = float(np.mean(per_task))
     finite = {h: v for h, v in scores.items() if np.isfinite(v)}
     if not finite:

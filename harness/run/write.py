@@ -67,6 +67,26 @@ def select_evaluation(val: np.ndarray, test: np.ndarray, lower_is_better: list[b
     return val[pick, np.arange(T)], test[pick, np.arange(T)], pick
 
 
+def select_secondary(out: dict, i: int, tasks, pick: np.ndarray, select: str, last_k: int,
+                     ok: bool) -> dict:
+    """Seed i's secondary metrics, split -> task -> metric -> value, read where its primary
+    metric was (`pick` from select_evaluation: the same evaluation, or for last_k the mean over
+    the same window); None when the run is not ok. Empty for tasks without secondary metrics."""
+    result = {}
+    for split, values in out.get("secondary", {}).items():
+        result[split] = {}
+        for j, t in enumerate(tasks):
+            if not t.secondary:
+                continue
+            chosen = {}
+            for m in t.secondary:
+                curve = np.asarray(values[f"{t.name}.{m}"][i], dtype=float)
+                value = curve[max(0, len(curve) - last_k):].mean() if select == "last_k" else curve[int(pick[j])]
+                chosen[m] = float(value) if ok else None
+            result[split][t.name] = chosen
+    return result
+
+
 def curves(out: dict, i: int, names: list[str], steps: list[int]) -> dict:
     """Seed i's learning curves: per task, per task pair, and the method's diagnostics."""
     result: dict = {"steps": steps}
@@ -80,7 +100,7 @@ def curves(out: dict, i: int, names: list[str], steps: list[int]) -> dict:
     if "affinity" in out:  # Z[a -> b]: a step on a, effect on b
         result["affinity"] = {f"{a}>{b}": out["affinity"][i][:, ia, ib].tolist()
                               for ia, a in enumerate(names) for ib, b in enumerate(names) if ia != ib}
-    for split, values in out.get("secondary", {}).items():  # dense tasks' other metrics
+    for split, values in out.get("secondary", {}).items():  # the tasks' secondary metrics
         result[f"{split}_secondary"] = {name: np.asarray(v[i]).tolist() for name, v in values.items()}
     if out.get("diagnostics"):  # a method's own values: (E,) or (E, T) per name
         result["diagnostics"] = {}
@@ -111,6 +131,7 @@ def records(run, tasks, out: dict, seeds: list[int], timing: dict, common: dict)
         recs.append(Record(
             **common, seed=seed, status="ok" if ok else "diverged",
             diverged_step=None if ok else diverged, metrics=metrics,
+            secondary=select_secondary(out, i, tasks, pick, run.train.select, run.train.last_k, ok),
             selected_step={t.name: steps[int(pick[j])] for j, t in enumerate(tasks)},
             val_trend={t.name: (val_trend(val[:, j], t.lower_is_better) if ok else None)
                        for j, t in enumerate(tasks)},

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from harness.train.confusion import confusion
+
 ANGLE_BINS = 18000  # 0.01 degree each
 THRESHOLDS = (11.25, 22.5, 30.0)
 EPS = 1e-12
@@ -71,11 +73,7 @@ def sums(kind: str, out: jax.Array, y: jax.Array, rows: jax.Array, num_classes: 
     mask = valid(kind, y) & rows[:, None, None]
     count = jnp.sum(mask, dtype=jnp.int32)
     if kind == "segmentation":
-        pred = jax.nn.one_hot(jnp.argmax(out, axis=-1), num_classes, dtype=jnp.float32)
-        true = jax.nn.one_hot(jnp.where(mask, y, 0), num_classes, dtype=jnp.float32) * mask[..., None]
-        # Counts of a chunk are exact in float32 below 2^24 per cell; accumulated as int32.
-        confusion = jnp.einsum("...i,...j->ij", true, pred)
-        return {"confusion": jnp.round(confusion).astype(jnp.int32)}
+        return {"confusion": confusion(y, jnp.argmax(out, axis=-1), mask, num_classes)}
     if kind == "depth":
         err = jnp.abs(out - y)[..., 0]
         rel = err / jnp.where(mask, jnp.abs(y[..., 0]), 1.0)

@@ -5,7 +5,8 @@ one evaluation window.
 before). `evaluate_in_chunks` runs it on fixed-size chunks in a `lax.scan` and adds up each
 task's statistics (confusion counts, error sums: harness.train.losses.metric_sums), so the
 activations held at once are a chunk's, whatever the split's size (images at full resolution);
-its metrics equal the whole split's, and it also returns the dense tasks' secondary metrics."""
+its metrics equal the whole split's. Both also return every task's secondary metrics
+(TaskSpec.secondary)."""
 from __future__ import annotations
 
 import jax
@@ -17,16 +18,28 @@ from harness.train import losses as L
 
 
 def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split,
-             scales: dict[str, L.Scale] | None = None) -> tuple[jax.Array, jax.Array]:
-    """(metrics (T,), losses (T,)) on a whole split: metrics in the targets' own units, losses
-    in the units training sees (standardised regression targets where `scales` has them)."""
+             scales: dict[str, L.Scale] | None = None) -> tuple[jax.Array, jax.Array, dict]:
+    """(metrics (T,), losses (T,), secondary metrics {"<task>.<metric>": scalar}) on a whole
+    split: metrics in the targets' own units, losses in the units training sees (standardised
+    regression targets where `scales` has them)."""
     scales = scales or {}
     out = model.apply(params, split.x)
     shown = L.in_target_units(out, scales)
     metrics = jnp.stack([L.metric(t, shown[t.name], split.y[t.name]) for t in tasks])
     y = L.standardize(split.y, scales)
     losses = jnp.stack([L.loss(t, out[t.name], y[t.name]) for t in tasks])
-    return metrics, losses
+    rows = jnp.ones(split.x.shape[0], bool)
+    # The primary metric keeps its own computation above, bit for bit (the records of earlier
+    # runs hold its exact values): behind the barrier the secondary metrics read their own copy
+    # of the outputs in target units, so XLA fuses nothing of theirs into the primary's
+    # reduction (sharing `shown` moved the MSE's last bit). They come from the same sums as in
+    # evaluate_in_chunks.
+    out_apart, y_apart = jax.lax.optimization_barrier((out, split.y))
+    shown_apart = L.in_target_units(out_apart, scales)
+    secondary = {f"{t.name}.{k}": v for t in tasks if t.secondary
+                 for k, v in L.metric_values(t, L.metric_sums(t, shown_apart[t.name], y_apart[t.name], rows)).items()
+                 if k != t.metric}
+    return metrics, losses, secondary
 
 
 def evaluate_in_chunks(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split,

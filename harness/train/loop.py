@@ -95,8 +95,8 @@ def make_train(parts: Parts, settings: Settings) -> Trainer:
             carry, (losses, weights, probes, diagnostics) = jax.lax.scan(step, carry, start + jnp.arange(K))
             secondary = {}
             if settings.eval_batch is None:
-                val, val_loss = evaluate(model, tasks, carry.params, data.val, scales)
-                test, _ = evaluate(model, tasks, carry.params, data.test, scales)
+                val, val_loss, secondary["val"] = evaluate(model, tasks, carry.params, data.val, scales)
+                test, _, secondary["test"] = evaluate(model, tasks, carry.params, data.test, scales)
             else:
                 val, val_loss, secondary["val"] = evaluate_in_chunks(
                     model, tasks, carry.params, data.val, scales, settings.eval_batch)
@@ -106,7 +106,7 @@ def make_train(parts: Parts, settings: Settings) -> Trainer:
                 carry = carry._replace(method=method.on_eval(carry.method, val * scores, hp["method"]))
             return carry, {"val": val, "test": test, "val_loss": val_loss,
                            **window_summary(losses, weights, probes, diagnostics),
-                           **({"secondary": secondary} if secondary else {})}
+                           **({"secondary": secondary} if secondary["val"] else {})}
 
         return jax.lax.scan(chunk, carry, (first + jnp.arange(count)) * K)
 

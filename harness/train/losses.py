@@ -17,6 +17,7 @@ import optax
 
 from harness.data.base import TaskSpec
 from harness.train import dense
+from harness.train.confusion import confusion, macro_f1
 
 
 def labelled(spec: TaskSpec, y: jax.Array) -> jax.Array:
@@ -116,16 +117,30 @@ def metric_sums(spec: TaskSpec, out: jax.Array, y: jax.Array, rows: jax.Array) -
         return dense.sums(spec.kind, out, y, rows, spec.output_size)
     mask = _entries(spec, y, rows)
     y = jnp.where(mask, y, 0)
-    hit = jnp.argmax(out, axis=-1) == y if spec.kind == "classification" else (out - y) ** 2
-    return {"total": jnp.sum(jnp.where(mask, hit, 0.0)), "count": jnp.sum(mask, dtype=jnp.int32)}
+    classes = spec.kind == "classification"
+    pred = jnp.argmax(out, axis=-1) if classes else None
+    hit = pred == y if classes else (out - y) ** 2
+    sums = {"total": jnp.sum(jnp.where(mask, hit, 0.0)), "count": jnp.sum(mask, dtype=jnp.int32)}
+    if "macro_f1" in spec.secondary:
+        sums["confusion"] = confusion(y, pred, mask, spec.output_size)
+    if "mae" in spec.secondary:
+        sums["abs"] = jnp.sum(jnp.where(mask, jnp.abs(out - y), 0.0))
+    return sums
 
 
 def metric_values(spec: TaskSpec, sums: dict) -> dict[str, jax.Array]:
-    """The metrics of summed statistics: the primary one (TaskSpec.metric) first, then a dense
-    kind's secondary ones (harness.train.dense)."""
+    """The metrics of summed statistics, as TaskSpec.metrics lists them: the primary one
+    (TaskSpec.metric) first, then the secondary ones."""
     if spec.dense:
-        return dense.values(spec.kind, sums)
-    return {spec.metric: sums["total"] / jnp.maximum(sums["count"], 1).astype(jnp.float32)}
+        values = dense.values(spec.kind, sums)
+        return {name: values[name] for name in spec.metrics}
+    count = jnp.maximum(sums["count"], 1).astype(jnp.float32)
+    values = {spec.metric: sums["total"] / count}
+    if "macro_f1" in spec.secondary:
+        values["macro_f1"] = macro_f1(sums["confusion"])
+    if "mae" in spec.secondary:
+        values["mae"] = sums["abs"] / count
+    return values
 
 
 def loss_sums(spec: TaskSpec, out: jax.Array, y: jax.Array, rows: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -33,8 +33,7 @@ class Settings(NamedTuple):
     rows and draws its own batch. diagnostics / affinity: gradient probes per step (cosines and
     norms; TAG lookahead affinity). standardize_targets: regression losses on standardised
     targets (metrics stay in the targets' units). eval_batch: evaluation in chunks of that many rows
-(harness.train.evaluation.evaluate_in_chunks), which also hands back the dense tasks'
-secondary metrics; None, a split at once."""
+(harness.train.evaluation.evaluate_in_chunks); None, a split at once."""
 
     steps: int
     eval_every: int
@@ -71,7 +70,7 @@ class Trainer(NamedTuple):
     train(key, hparams, data) -> outputs: the curves {"val", "test", "val_loss", "train_loss",
         "weights": (E, T); "grad_cos", "conflict", "affinity": (E, T, T) and "grad_norm" (E, T)
         when probed; "diagnostics": name -> (E,) or (E, T), the method's; with eval_batch,
-        "secondary": split -> "<task>.<metric>" -> (E,), the dense tasks' other metrics}, "diverged_at" (int32)
+        "secondary": split -> "<task>.<metric>" -> (E,), the tasks' secondary metrics}, "diverged_at" (int32)
         and "final" (the last Carry).
     num_chunks: E, the number of evaluation windows."""
 
