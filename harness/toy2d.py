@@ -110,6 +110,8 @@ def skip_reason(name: str) -> str | None:
         return "needs gradients of a shared representation; here x itself is the model"
     if method.on_eval is not None:
         return "moves its weights after validation evaluations; the toy has no validation data"
+    if method.prepare is not None:
+        return "looks ahead through a model and its data (validation rows, representation gradients)"
     return None
 
 

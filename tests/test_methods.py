@@ -96,7 +96,7 @@ def test_registry_holds_the_catalogue():
     expected = {"equal", "static", "uncertainty", "dwa", "rlw", "gls", "gradnorm", "validation_weighting",
                 "famo", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl", "nash_mtl", "gradvac", "aligned_mtl",
                 "upgrad", "db_mtl", "stch", "dualproj", "con_fig", "graddrop", "fairgrad", "excessmtl", "moco",
-                "sdmgrad", "modo", "rgw", "cr_mogm", "geometric_mean"}
+                "sdmgrad", "modo", "rgw", "cr_mogm", "geometric_mean", "auto_lambda", "great"}
     assert expected <= set(METHODS.names())
 
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from harness.data.base import regression
 from harness.methods import (  # noqa: F401  (each module registers itself)
     aligned_mtl,
+    auto_lambda,
     base,
     cagrad,
     con_fig,
@@ -29,6 +30,7 @@ from harness.methods import (  # noqa: F401  (each module registers itself)
     graddrop,
     gradnorm,
     gradvac,
+    great,
     imtl,
     mgda,
     mgda_ub,

@@ -19,6 +19,8 @@ given. Methods that read gradients of the shared representation (needs REPR_GRAD
 last shared layer (LAST_SHARED_GRADS) are given those as `method_grads` (T, K), with K passed
 as `grad_dim`; without them they read the shared parameters' gradients. A method with an
 `on_eval` (validation_weighting) exposes it as `on_eval(state, val_scores)` (higher is better).
+Methods with a `prepare` hook (auto_lambda, great) need the model and the data, not only
+gradients, and are refused.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from harness.errors import bad
 from harness.methods import build_method
 from harness.methods.base import Needs
 
@@ -62,6 +65,9 @@ def task_aggregator(name: str, num_tasks: int, shared: PyTree | Callable | None 
                     grad_dim: int | None = None, **overrides) -> TaskAggregator:
     """The method `name` (its config defaults, with `overrides`) for `num_tasks` tasks."""
     method, hparams = build_method(name, num_tasks, **overrides)
+    if method.prepare is not None:
+        raise bad("method", name, "looks ahead through the model itself (auto_lambda's virtual step, great's "
+                  "gradients of gradients), which an aggregator of given gradients cannot; train it with the harness")
 
     def split(tree, mask):
         leaves, treedef = jax.tree.flatten(tree)

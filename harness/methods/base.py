@@ -42,6 +42,28 @@ class MethodOutput(NamedTuple):
     diagnostics: dict[str, jax.Array]
 
 
+class Lookahead(NamedTuple):
+    """What a method's `prepare` hook may evaluate on a step: functions of the parameters, all
+    differentiable, so a method can take a virtual step or differentiate through gradients.
+
+    params: the current parameters {"shared", "tasks"}.
+    train_losses(params) -> (T,): the task losses on this step's batch (as training sees them).
+    repr_grads(params) -> (T, N, Z): each task loss's gradient with respect to the N rows of the
+        shared representation on this step's batch (a row per example).
+    val_losses(params) -> (T,): the task losses on a batch of rows of the validation split,
+        drawn only when this is called.
+    lr: this step's learning rate. step: this step's number (unbatched, so `lax.cond` on it stays
+        a branch under vmap).
+    """
+
+    params: PyTree
+    train_losses: Callable[[PyTree], jax.Array]
+    repr_grads: Callable[[PyTree], jax.Array]
+    val_losses: Callable[[PyTree], jax.Array]
+    lr: jax.Array
+    step: jax.Array
+
+
 class Method(NamedTuple):
     """needs: what `update` receives as `grads`.
     init(num_tasks, grad_dim) -> state; grad_dim is P, the width of the `grads` that `update`
@@ -53,6 +75,12 @@ class Method(NamedTuple):
     on_eval: optional `(state, val_scores (T,), hparams) -> state`, called after each evaluation
         inside the compiled run; val_scores are oriented so that higher is better
         (accuracy, or minus the mse).
+    prepare: optional `(state, Lookahead, key, hparams) -> (state, extra, diagnostics)`, called
+        on every step before `update`, for methods that look beyond this step's losses (a
+        lookahead on validation rows, a penalty differentiated through the task gradients).
+        `extra` is None or a gradient pytree like params that the trainer adds to the weighted
+        gradient. Such a method that needs only losses gets, as `init`'s grad_dim, the width Z
+        of one row of the shared representation. Schedules: joint only.
     """
 
     needs: Needs
@@ -60,6 +88,8 @@ class Method(NamedTuple):
     update: Callable[[jax.Array, jax.Array | None, PyTree, jax.Array, dict[str, jax.Array]], MethodOutput]
     schedules: tuple[str, ...] = ("joint", "alternate")
     on_eval: Callable[[PyTree, jax.Array, dict[str, jax.Array]], PyTree] | None = None
+    prepare: Callable[[PyTree, Lookahead, jax.Array, dict[str, jax.Array]],
+                      tuple[PyTree, PyTree | None, dict[str, jax.Array]]] | None = None
 
 
 def no_state(num_tasks: int, grad_dim: int) -> tuple[()]:

@@ -40,6 +40,12 @@ def make_draw(tasks: Sequence[str], batch_size: int, train_size: int,
     return draw_blocks
 
 
+def draw_rows(split, key: jax.Array, batch_size: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`batch_size` rows of a split, drawn uniformly with replacement: (x, y)."""
+    idx = jax.random.randint(key, (batch_size,), 0, split.x.shape[0])
+    return split.x[idx], {n: v[idx] for n, v in split.y.items()}
+
+
 def make_teaching(teachers: dict[str, Model] | None, tasks: Sequence[str], batch_size: int,
                   blocks: bool) -> Callable[[dict, jax.Array], Teaching | None]:
     """(hparams, x) -> the teachers' outputs on the rows each task's loss reads (constants to

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from harness.data.base import TaskSpec
-from harness.methods.base import Method, MethodOutput, Needs
+from harness.methods.base import Lookahead, Method, MethodOutput, Needs
 from harness.models.base import Model
 from harness.train.losses import Teaching, task_losses
 
@@ -75,8 +75,11 @@ def lookahead_affinity(model: Model, losses_of, params, gshared, x, losses, lr) 
 
 def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], shared_size: int,
                    diagnostics: bool = False, affinity: bool = False, blocks: bool = False) -> Callable:
-    """(params, x, y, method_state, key, hparams, model_hparams, active, lr, teaching=None)
-    -> (losses, grads, MethodOutput, probes).
+    """(params, x, y, method_state, key, hparams, model_hparams, active, lr, teaching=None,
+    val=None, step=None) -> (losses, grads, MethodOutput, probes).
+
+    val: (x, y) rows of the validation split and step: the step number, both for a method with
+    a `prepare` hook (harness.methods.base.Lookahead), which runs before its `update`.
 
     probes: {"cos" (T, T), "norm" (T,)} with diagnostics, {"affinity" (T, T)} with affinity;
     empty otherwise. With nothing shared, a gradient method has nothing to combine: the plain
@@ -87,6 +90,23 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
     needs = method.needs if shared_size > 0 else Needs.LOSSES
     probing = shared_size > 0 and (diagnostics or affinity)
     per_task = needs is not Needs.LOSSES or probing
+    val_losses_of = task_losses(model.heads, tasks)  # validation rows: one batch for every task
+
+    def lookahead(params, x, losses_of, val, lr, step) -> Lookahead:
+        def train_losses(p):
+            return losses_of(p["tasks"], model.trunk(p, x))
+
+        def repr_grads(p):
+            z = model.trunk(p, x)
+            losses, vjp = jax.vjp(lambda zz: losses_of(p["tasks"], zz), z)
+            gz = jax.vmap(lambda c: vjp(c)[0])(jnp.eye(num_tasks, dtype=losses.dtype))
+            return gz.reshape(num_tasks, z.shape[0], -1)
+
+        def val_losses(p):
+            vx, vy = val
+            return val_losses_of(p["tasks"], model.trunk(p, vx), vy)
+
+        return Lookahead(params, train_losses, repr_grads, val_losses, lr, step)
 
     def method_inputs(losses_of, params, trunk_vjp, gz, x, losses, lr):
         """(G, unravel, probes): the (T, P) gradients the method asks for, the inverse of the
@@ -107,9 +127,16 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
                 probes["affinity"] = lookahead_affinity(model, losses_of, params, gshared, x, losses, lr)
         return G, unravel, probes
 
-    def gradients(params, x, y, mstate, key, hp, hp_model, active, lr, teaching: Teaching | None = None):
+    def gradients(params, x, y, mstate, key, hp, hp_model, active, lr, teaching: Teaching | None = None,
+                  val=None, step=None):
         def losses_of(task_params, zz):
             return heads_losses(task_params, zz, y, teaching)
+
+        extra, prepared = None, {}
+        if method.prepare is not None:
+            # the hook's key is folded from the method's, so `update` sees the same key as without it
+            mstate, extra, prepared = method.prepare(mstate, lookahead(params, x, losses_of, val, lr, step),
+                                                     jax.random.fold_in(key, 1), hp)
 
         z, trunk_vjp = jax.vjp(lambda p: model.trunk(p, x), params)
         if per_task and num_tasks >= PER_TASK_BACKWARD_FROM:
@@ -130,6 +157,10 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
             grads["shared"] = unravel(out.direction)
         if model.penalty is not None:
             grads = jax.tree.map(jnp.add, grads, jax.grad(model.penalty)(params, hp_model))
+        if extra is not None:
+            grads = jax.tree.map(jnp.add, grads, extra)
+        if prepared:
+            out = out._replace(diagnostics={**out.diagnostics, **prepared})
         return losses, grads, out._replace(weights=weights), probes
 
     return gradients
@@ -140,11 +171,14 @@ def method_grad_dim(model: Model, method: Method, shared_shapes: Any, input_dim:
     def size(tree):
         return int(sum(leaf.size for leaf in jax.tree.leaves(tree)))
 
+    x = jax.ShapeDtypeStruct((batch, input_dim), jnp.float32)
+    if method.prepare is not None and method.needs is Needs.LOSSES:  # the width of a representation row
+        z = jax.eval_shape(lambda k, xx: model.trunk(model.init(k), xx), jax.random.key(0), x)
+        return int(z.size // z.shape[0])
     if method.needs is Needs.LOSSES or size(shared_shapes) == 0:
         return 0
     if method.needs is Needs.SHARED_GRADS:
         return size(shared_shapes)
     if method.needs is Needs.LAST_SHARED_GRADS:
         return size(model.last_shared(shared_shapes))
-    x = jax.ShapeDtypeStruct((batch, input_dim), jnp.float32)
     return size(jax.eval_shape(lambda k, xx: model.trunk(model.init(k), xx), jax.random.key(0), x))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from harness.data.base import Dataset
 from harness.train import losses as L
 from harness.train.augment import make_augment
-from harness.train.batches import make_draw, make_teaching
+from harness.train.batches import draw_rows, make_draw, make_teaching
 from harness.train.evaluation import evaluate, evaluate_in_chunks, window_summary
 from harness.train.gradients import make_gradients, method_grad_dim
 from harness.train.optim import clip, make_direction, make_learning_rate
@@ -29,7 +29,7 @@ from harness.train.update import apply_updates, make_update
 
 # fold_in tags: every key of a run derives from its seed through these, so a task gets the same
 # init and the same batches whether it is trained alone or among other tasks.
-INIT, BATCH, METHOD, SCHEDULE, AUGMENT = 1, 2, 3, 4, 5
+INIT, BATCH, METHOD, SCHEDULE, AUGMENT, VAL = 1, 2, 3, 4, 5, 6
 
 
 def make_optimizer(parts: Parts, settings: Settings, hp: dict):
@@ -45,6 +45,7 @@ def make_step(parts: Parts, settings: Settings, gradients: Callable, draw: Calla
     optimizer = make_optimizer(parts, settings, hp)
     lr_at = make_learning_rate(settings.optimizer, hp["optim"], settings.steps)
     k_batch, k_method, k_sched, k_augment = (jax.random.fold_in(key, tag) for tag in (BATCH, METHOD, SCHEDULE, AUGMENT))
+    k_val = jax.random.fold_in(key, VAL)
 
     def step(carry: Carry, s):
         params, opt, mstate, diverged_at = carry
@@ -53,9 +54,13 @@ def make_step(parts: Parts, settings: Settings, gradients: Callable, draw: Calla
             x, y = make_augment(parts.tasks, settings.input_dim)(jax.random.fold_in(k_augment, s), x, y)
         active = parts.schedule.select(jax.random.fold_in(k_sched, s), s)
         lr = lr_at(s)
+        val = None
+        if parts.method.prepare is not None:  # validation rows for a method that looks ahead on them
+            vx, vy = draw_rows(data.val, jax.random.fold_in(k_val, s), settings.batch_size)
+            val = (vx, L.standardize(vy, scales))
         losses, grads, out, probes = gradients(params, x, L.standardize(y, scales), mstate,
                                                jax.random.fold_in(k_method, s), hp["method"], hp["model"],
-                                               active, lr, teaching(hp, x))
+                                               active, lr, teaching(hp, x), val=val, step=s)
         grads = clip(grads, settings.optimizer.clip_norm)
         updates, new_opt = optimizer.update(grads, opt, params, active=active)
         new = (apply_updates(params, updates, lr), new_opt, out.state)
