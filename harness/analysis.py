@@ -46,7 +46,10 @@ learning-rate schedule and batches, and gets exactly the updates t gets in the m
 every step under `schedule=joint`; under `schedule=alternate`, only the steps at which the \
 run's task draw picks t (the same draw, so about steps/T updates), never the full budget. \
 Separate towers (`model.shared_depth=0`, equal weights) therefore give r_t = 0 exactly under \
-every schedule: any r_t is the effect of sharing, not of the step budget.
+every schedule: any r_t is the effect of sharing, not of the step budget. The exception is \
+`schedule.sampling=active`, whose draw depends on every task's scores: its baselines train \
+every step (the run's whole budget, and the targets it samples towards), so there r_t also \
+counts the steps the draw gave to other tasks.
 - **Selection and units**: each run's metric is read at the evaluation chosen by \
 `train.select`: `best` (default; per task, the evaluation with the best validation metric), \
 `final` (the last evaluation) or `last_k` (the mean of the last `train.last_k` evaluations, \

@@ -72,10 +72,15 @@ QUICK = Sizes(input_dim=16, width=32, batch=32, steps=20, repeats=2, tasks=(2,),
 def reference(sizes: Sizes, num_tasks: int, method: str = "equal", steps: int | None = None) -> RunConfig:
     """The reference job; small val and test splits keep the one evaluation per call cheap."""
     steps = steps or sizes.steps
+    schema = METHODS.get(method).schema
+    # A method with targets takes them from the baselines, which the bench does not train:
+    # declared ones (any values time the same).
+    takes_targets = "targets" in {f.name for f in dataclasses.fields(schema)}
     return RunConfig(
         data=RelatednessConfig(num_tasks=num_tasks, input_dim=sizes.input_dim, n_train=4096, n_val=256, n_test=256),
         model=HardConfig(depth=3, width=sizes.width, shared_depth=2),
-        method=METHODS.get(method).schema(), schedule=ScheduleConfig(), optim=OptimConfig(lr=1e-3),
+        method=schema(targets=[1.0] * num_tasks) if takes_targets else schema(),
+        schedule=ScheduleConfig(), optim=OptimConfig(lr=1e-3),
         train=TrainConfig(steps=steps, batch_size=sizes.batch, eval_every=steps),
         seeds=1, seed=0, baselines=False, baseline_dir=None, study="bench", compile_cache=None)
 

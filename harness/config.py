@@ -26,7 +26,7 @@ from harness.models.base import MODELS
 from harness.schema import added, dynamic, unset_additions
 
 SCHEDULES = ("joint", "alternate")
-SAMPLINGS = ("uniform", "round_robin", "proportional")
+SAMPLINGS = ("uniform", "round_robin", "proportional", "active")
 OPTIMIZER_STATES = ("per_task", "shared")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -42,12 +42,21 @@ class ScheduleConfig:
     """joint: every step uses every task. alternate: each step trains one task (Godwin 2016)."""
 
     name: str = "joint"
-    sampling: str = "uniform"  # alternate only: uniform | round_robin | proportional
+    # alternate only: uniform | round_robin | proportional | active (Sharma et al. 2017: tasks
+    # further below their single-task target are drawn more often; harness.methods.active_weighting)
+    sampling: str = "uniform"
     optimizer_state: str = "per_task"  # alternate only: per_task (own Adam moments) | shared
     # alternate only: the tasks the per-step draw picks from (null: the run's own tasks). The
     # single-task baseline of an alternate run draws from that run's tasks and trains its task
     # only at the steps the draw picks it, so both sides get the same updates (`single_task`).
     draw_from: Optional[list[str]] = added(None)
+    # sampling=active only: the softmax temperature tau of the target gaps, and the targets, one
+    # per task in task order in the metrics' own units (null: the matched single-task
+    # baselines' final validation scores, same seed). Relative gaps mostly lie within [0, 1],
+    # where tau = 1 leaves the draw near uniform (0.48-0.52 on digits); 0.1 turns a gap
+    # difference of 0.1 into a factor e.
+    temperature: float = added(0.1, metadata={"dynamic": True})
+    targets: Optional[list[float]] = added(None, metadata={"dynamic": True})
 
 
 @dataclass
@@ -289,6 +298,7 @@ def validate(run: RunConfig) -> None:
         _positive("optim.clip_norm", run.optim.clip_norm)
     if run.schedule.draw_from is not None and run.schedule.name != "alternate":
         raise bad("schedule.draw_from", run.schedule.draw_from, "null unless schedule=alternate")
+    validate_active(run)
     validate_protocol(run)
     if run.distill.enabled:
         if not 0.0 <= run.distill.weight <= 1.0:
@@ -296,6 +306,38 @@ def validate(run: RunConfig) -> None:
         _positive("distill.temperature", run.distill.temperature)
         if not run.baselines:
             raise bad("baselines", run.baselines, "true with distill.enabled (the teachers are the baselines)")
+
+
+def validate_active(run: RunConfig) -> None:
+    """Active sampling's keys (the targets' count is checked against the tasks by the planner)."""
+    sch = run.schedule
+    active = sch.name == "alternate" and sch.sampling == "active"
+    _positive("schedule.temperature", sch.temperature)
+    if sch.targets is not None and not active:
+        raise bad("schedule.targets", list(sch.targets), "null unless schedule=alternate with schedule.sampling=active")
+    if active and sch.draw_from is not None:
+        raise bad("schedule.draw_from", list(sch.draw_from), "null with schedule.sampling=active (its "
+                  "baselines train every step, harness.config.single_task)")
+    for group in target_groups(run):
+        if not run.baselines:
+            raise bad(f"{group}.targets", None, "one target per task with baselines=false (by default "
+                      "the targets are the single-task baselines' final validation scores)")
+        if run.protocol.name == "tuned":
+            raise bad(f"{group}.targets", None, "one target per task under protocol=tuned (the baselines "
+                      "are only chosen after tuning)")
+
+
+def target_groups(run: RunConfig) -> tuple[str, ...]:
+    """The config groups whose per-task `targets` are left to the matched single-task baselines
+    (their final validation scores, filled in at run time by harness.run.execute): the schedule
+    under active sampling, and a method with a `targets` field, each while its targets are null."""
+    sch = run.schedule
+    groups = []
+    if sch.name == "alternate" and sch.sampling == "active" and sch.targets is None:
+        groups.append("schedule")
+    if hasattr(run.method, "targets") and run.method.targets is None:
+        groups.append("method")
+    return tuple(groups)
 
 
 def validate_protocol(run: RunConfig) -> None:
@@ -335,9 +377,14 @@ def single_task(run: RunConfig, task: str, tasks: list[str] | None = None) -> Ru
     gets in the multi-task run: every step under joint; under alternate, exactly the steps at
     which the run's draw over `tasks` (its task list, required then) picks `task`, with the
     same batches and learning rates. Without this a baseline would get T times the updates of
-    its task in an alternate run, and the schedule's step budget would pass for transfer."""
+    its task in an alternate run, and the schedule's step budget would pass for transfer.
+
+    Under active sampling the draw depends on every task's validation scores, which a baseline
+    alone cannot reproduce; its baseline keeps the run's total step budget and trains its task
+    every step (as under joint). That is also what its target means: the score the task reaches
+    given the whole budget alone (Sharma et al. 2017 take single-task results as targets)."""
     schedule = ScheduleConfig(name="joint")
-    if run.schedule.name == "alternate":
+    if run.schedule.name == "alternate" and run.schedule.sampling != "active":
         draw = list(run.schedule.draw_from or tasks or [])
         if task not in draw:
             raise ValueError(f"single_task({task!r}) of an alternate run needs the run's task list")

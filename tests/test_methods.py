@@ -40,6 +40,8 @@ def tasks(num_tasks: int):
 def config(name: str, num_tasks: int, **overrides):
     if name == "static":
         overrides.setdefault("weights", [1.0 + 0.5 * t for t in range(num_tasks)])
+    if name == "active_weighting":  # in a job its targets default to the baselines' scores
+        overrides.setdefault("targets", [0.5 + 0.25 * t for t in range(num_tasks)])
     return METHODS.get(name).schema(**overrides)
 
 
@@ -96,7 +98,8 @@ def test_registry_holds_the_catalogue():
     expected = {"equal", "static", "uncertainty", "dwa", "rlw", "gls", "gradnorm", "validation_weighting",
                 "famo", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl", "nash_mtl", "gradvac", "aligned_mtl",
                 "upgrad", "db_mtl", "stch", "dualproj", "con_fig", "graddrop", "fairgrad", "excessmtl", "moco",
-                "sdmgrad", "modo", "rgw", "cr_mogm", "geometric_mean", "auto_lambda", "great"}
+                "sdmgrad", "modo", "rgw", "cr_mogm", "geometric_mean", "auto_lambda", "great",
+                "active_weighting"}
     assert expected <= set(METHODS.names())
 
 

@@ -100,6 +100,29 @@ def test_sdmgrad_follows_the_reference_update(seed, inner_lr):
         previous = g
 
 
+def test_sdmgrad_weights_stay_on_the_simplex_when_the_gram_estimate_is_near_singular():
+    """Gradients that flip sign between steps (as Adam's oscillations make) give a two-sample
+    Gram estimate with a negative diagonal, so the reference's scale is its 1e-8 guard and the
+    inner steps land ~1e8 outside the simplex. The reference projects in float64; our float32
+    projection returned inf there, and the run stopped on NaN (every digits run of the
+    weighting study). Now both land on the same vertex."""
+    g = np.random.default_rng(4).normal(size=(2, 6))
+    grads, losses = np.stack([g, -g]), np.ones((2, 2))
+    outs = run("sdmgrad", grads, losses, lamda=0.3, iters=20, inner_lr=5.0)
+    w = np.full(2, 0.5)
+    for step, (gs, out) in enumerate(zip(grads, outs)):
+        gg = (grads[step - 1] if step else gs) @ gs.T
+        gg = gg / (np.mean(np.sqrt(np.maximum(np.diag(gg), 0))) ** 2 + 1e-8)
+        buf = None
+        for _ in range(20):
+            grad = gg @ w + 0.3 * gg.mean(axis=1)
+            buf = grad if buf is None else 0.5 * buf + grad
+            w = proj_simplex(w - 5.0 * buf)
+        np.testing.assert_allclose(out.diagnostics["w"], w, atol=1e-6)
+        assert np.all(np.isfinite(out.direction))
+    assert np.max(np.abs(np.diag(grads[0] @ grads[1].T))) > 1  # the diagonal was negative, not tiny
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_modo_follows_the_reference_update(seed):
     grads, losses = random_steps(seed)

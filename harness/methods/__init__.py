@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from harness.data.base import regression
 from harness.methods import (  # noqa: F401  (each module registers itself)
+    active_weighting,
     aligned_mtl,
     auto_lambda,
     base,

@@ -65,7 +65,14 @@ def iterate(step: Callable, residual: Callable, x0, max_iters: int, tol: float =
 
 
 def project_simplex(v: jax.Array) -> jax.Array:
-    """Euclidean projection onto the probability simplex (sort-based; Duchi et al. 2008)."""
+    """Euclidean projection onto the probability simplex (sort-based; Duchi et al. 2008).
+
+    Computed on v - max(v) (the projection does not change when a constant is added to every
+    coordinate): the largest coordinate is then 0, so it always counts in the support and the
+    others are not lost to rounding. On v itself, float32 returned inf or all zeros once |v|
+    passed about 1e7 (a step from far outside the simplex, as SDMGrad's inner steps on a
+    near-singular Gram matrix make), and the NaN it led to stopped the training run."""
+    v = v - jnp.max(v)
     u = jnp.sort(v)[::-1]
     css = jnp.cumsum(u) - 1.0
     k = jnp.arange(1, v.shape[-1] + 1, dtype=v.dtype)

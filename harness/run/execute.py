@@ -19,21 +19,53 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from harness.config import identity
-from harness.records import config_hash
+from harness.config import identity, target_groups
+from harness.records import config_hash, load_record, record_path
 from harness.run import teachers
 from harness.run.checkpoint import run_in_segments
 from harness.run.plan import Job, Unit
 from harness.schema import dynamic_names, dynamic_values
 from harness.train import make_train
 
-GROUPS_WITH_DYNAMIC_FIELDS = ("data", "model", "method", "optim", "distill")
+GROUPS_WITH_DYNAMIC_FIELDS = ("data", "model", "method", "optim", "distill", "schedule")
 
 
 def hparams(run) -> dict:
-    """The dynamic values of a run, as the `hparams` argument of `train` (without teachers)."""
-    return {"optim": dynamic_values(run.optim), "method": dynamic_values(run.method),
-            "model": dynamic_values(run.model), "distill": dynamic_values(run.distill)}
+    """The dynamic values of a run, as the `hparams` argument of `train` (without teachers, and
+    without the targets its baselines give, `baseline_targets`). "schedule" only for a schedule
+    that reads it (active sampling), so every other program's arguments are what they were."""
+    hp = {"optim": dynamic_values(run.optim), "method": dynamic_values(run.method),
+          "model": dynamic_values(run.model), "distill": dynamic_values(run.distill)}
+    if run.schedule.sampling == "active" and run.schedule.name == "alternate":
+        hp["schedule"] = dynamic_values(run.schedule)
+    return hp
+
+
+def baseline_targets(unit: Unit, seed: int) -> dict:
+    """{group: {"targets": (T,)}} for the groups of harness.config.target_groups: each task's
+    same-seed baseline's final validation score, in the metric's own units, from its record.
+    Raises ValueError when a baseline has no ok record (the run would have no target)."""
+    groups = target_groups(unit.run)
+    if not groups:
+        return {}
+    if unit.targets is None:
+        raise ValueError(f"{unit.common.get('label', unit.kind)}: targets from the baselines need their directories")
+    scores = []
+    for task in (t.name for t in unit.tasks):
+        rec = load_record(record_path(unit.targets[task], seed))
+        if rec is None or rec.status != "ok":
+            raise ValueError(f"no target for {task}: its single-task baseline (seed {seed}) under "
+                             f"{unit.targets[task]} has no ok record")
+        scores.append(rec.curves["val"][task][-1])
+    return {group: {"targets": np.asarray(scores, np.float32)} for group in groups}
+
+
+def run_hparams(unit: Unit, seed: int, teacher_shapes: dict | None) -> dict:
+    """Every dynamic value of one run of a unit: its config's, its teachers', its targets'."""
+    hp = hparams(unit.run)
+    for group, values in baseline_targets(unit, seed).items():
+        hp[group] = {**hp[group], **values}
+    return {**hp, **teacher_params(teacher_shapes, unit, seed)}
 
 
 def static_key(run, tasks: Sequence[str]) -> str:
@@ -65,7 +97,7 @@ def execute_units(units: Sequence[Unit], checkpoint_dir: Path | None = None,
     seeds = [s for u in units for s in u.seeds]
     shapes = ({n: jax.eval_shape(m.init, jax.random.key(0)) for n, m in parts.teachers.items()}
               if parts.teachers is not None else None)
-    hp = _stack([{**hparams(u.run), **teacher_params(shapes, u, s)} for u in units for s in u.seeds])
+    hp = _stack([run_hparams(u, s, shapes) for u in units for s in u.seeds])
     data_keys = {json.dumps(dataclasses.asdict(u.run.data), sort_keys=True) for u in units}
     shared_data = len(data_keys) == 1
     data = data0 if shared_data else _stack([u.data for u in units for _ in u.seeds])

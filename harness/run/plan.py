@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.config import SWEEP_ONLY, RunConfig, identity, single_task
+from harness.config import SWEEP_ONLY, RunConfig, identity, single_task, target_groups
 from harness.data.base import DATASETS, DataSource, Dataset, Split, record_spec, select_tasks
 from harness.errors import Incompatible, bad
 from harness.methods.base import METHODS
@@ -63,6 +63,8 @@ class Unit:
     out_dir: Path  # where its records go
     common: dict  # record fields shared by its seeds
     teachers: dict[str, Path] | None = None  # distillation: task -> its baseline's directory
+    # targets from the baselines (harness.config.target_groups): task -> its baseline's directory
+    targets: dict[str, Path] | None = None
 
     @property
     def run(self) -> RunConfig:
@@ -124,8 +126,12 @@ def make_parts(run: RunConfig, tasks, input_dim: int, train_size: int, teachers=
     names = [t.name for t in tasks]
     draw = list(run.schedule.draw_from or names)
     rows = getattr(run.data, "train_rows", None) or {}
+    targets = run.schedule.targets
+    if targets is not None and len(targets) != len(names):
+        raise bad("schedule.targets", list(targets), f"one target per task, in task order ({', '.join(names)})")
     schedule = make_schedule(run.schedule.name, run.schedule.sampling, run.schedule.optimizer_state,
-                             draw, [rows.get(n, train_size) for n in draw], names)
+                             draw, [rows.get(n, train_size) for n in draw], names,
+                             [t.lower_is_better for t in tasks])
     return Parts(model, method, tuple(tasks), schedule, teachers)
 
 
@@ -260,8 +266,9 @@ def mtl_unit(job: Job, data: Dataset, seeds: list[int], runs_dir: Path, baseline
               "task": None, "tasks": [t.name for t in tasks], "baselines": baselines,
               "baseline_dir": _relative(baseline_dir, runs_dir), **env, "param_count": param_count(job.parts.model),
               "task_specs": {t.name: record_spec(t) for t in tasks}, **(extra or {})}
-    teachers = {t: baseline_dir / h_ for t, h_ in baselines.items()} if run.distill.enabled else None
-    return Unit("mtl", job, data, todo(runs_dir, h, seeds), runs_dir, common, teachers)
+    dirs = {t: baseline_dir / h_ for t, h_ in baselines.items()}
+    return Unit("mtl", job, data, todo(runs_dir, h, seeds), runs_dir, common,
+                dirs if run.distill.enabled else None, dirs if target_groups(run) else None)
 
 
 def recorded_config(run: RunConfig) -> dict:

@@ -225,11 +225,12 @@ def execute(jobs: list[Planned], max_batch: int, progress: Callable[[str], None]
     owner = {id(u): job for job in jobs for u in job.units}
     todo = groups(jobs, max_batch)
     FAILED.clear()
-    # Distilled groups read their teachers' parameters, so on a cluster they are submitted only
-    # once every baseline group has finished; everything else is submitted at once.
+    # Distilled groups read their teachers' parameters (and active ones their baselines' scores),
+    # so on a cluster they are submitted only once every baseline group has finished; everything
+    # else is submitted at once.
     pending, later = {}, []
     if executor is not None:
-        later = [i for i, g in enumerate(todo) if any(u.teachers for u in g)]
+        later = [i for i, g in enumerate(todo) if any(u.teachers or u.targets for u in g)]
         pending = {i: executor.submit(run_group, g) for i, g in enumerate(todo) if i not in later}
     start = time.perf_counter()
     for n, group in enumerate(todo, 1):

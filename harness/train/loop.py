@@ -6,8 +6,9 @@ with the method's weights (harness.train.gradients), then the masked per-group o
 inside the compiled run. Everything static is fixed by `make_train(parts, settings)`; everything
 in `hparams` is an array, so `jit(vmap(trainer.train))` batches seeds and dynamic
 hyper-parameters in one program. `hparams = {"optim", "method", "model", "distill"}` (each a
-name -> array dict of the config group's dynamic fields) and, with teachers, "teachers": task ->
-the parameters of that task's teacher.
+name -> array dict of the config group's dynamic fields), "schedule" for a schedule with state
+(active sampling), and, with teachers, "teachers": task -> the parameters of that task's
+teacher.
 """
 from __future__ import annotations
 
@@ -48,11 +49,11 @@ def make_step(parts: Parts, settings: Settings, gradients: Callable, draw: Calla
     k_val = jax.random.fold_in(key, VAL)
 
     def step(carry: Carry, s):
-        params, opt, mstate, diverged_at = carry
+        params, opt, mstate, diverged_at, sstate = carry
         x, y = draw(data, k_batch, s)
         if settings.augment:
             x, y = make_augment(parts.tasks, settings.input_dim)(jax.random.fold_in(k_augment, s), x, y)
-        active = parts.schedule.select(jax.random.fold_in(k_sched, s), s)
+        active = parts.schedule.select(jax.random.fold_in(k_sched, s), s, sstate)
         lr = lr_at(s)
         val = None
         if parts.method.prepare is not None:  # validation rows for a method that looks ahead on them
@@ -67,7 +68,10 @@ def make_step(parts: Parts, settings: Settings, gradients: Callable, draw: Calla
         finite = jnp.all(jnp.isfinite(losses))
         params, opt, mstate = select((diverged_at < 0) & finite, new, (params, opt, mstate))
         diverged_at = jnp.where((diverged_at < 0) & ~finite, s, diverged_at).astype(jnp.int32)
-        return Carry(params, opt, mstate, diverged_at), (losses, out.weights, probes, out.diagnostics)
+        diagnostics = out.diagnostics
+        if parts.schedule.diagnostics is not None:
+            diagnostics = {**diagnostics, **parts.schedule.diagnostics(sstate)}
+        return Carry(params, opt, mstate, diverged_at, sstate), (losses, out.weights, probes, diagnostics)
 
     return step
 
@@ -88,7 +92,8 @@ def make_train(parts: Parts, settings: Settings) -> Trainer:
     def init(key: jax.Array, hp: dict) -> Carry:
         params = model.init(jax.random.fold_in(key, INIT))
         opt = make_optimizer(parts, settings, hp).init(params)
-        return Carry(params, opt, method.init(len(tasks), grad_dim), jnp.asarray(-1, jnp.int32))
+        return Carry(params, opt, method.init(len(tasks), grad_dim), jnp.asarray(-1, jnp.int32),
+                     parts.schedule.init())
 
     def run_chunks(carry: Carry, key: jax.Array, hp: dict, data: Dataset, first, count: int):
         """Batches and keys depend on the absolute step, so a run cut into pieces is the same run."""
@@ -109,6 +114,8 @@ def make_train(parts: Parts, settings: Settings) -> Trainer:
                     model, tasks, carry.params, data.test, scales, settings.eval_batch)
             if method.on_eval is not None:
                 carry = carry._replace(method=method.on_eval(carry.method, val * scores, hp["method"]))
+            if parts.schedule.on_eval is not None:
+                carry = carry._replace(schedule=parts.schedule.on_eval(carry.schedule, val * scores, hp["schedule"]))
             return carry, {"val": val, "test": test, "val_loss": val_loss,
                            **window_summary(losses, weights, probes, diagnostics),
                            **({"secondary": secondary} if secondary["val"] else {})}

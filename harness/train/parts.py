@@ -54,13 +54,14 @@ class Settings(NamedTuple):
 
 
 class Carry(NamedTuple):
-    """The training state: parameters, optimiser state, method state, and the first step with a
-    non-finite loss (-1 while healthy)."""
+    """The training state: parameters, optimiser state, method state, the first step with a
+    non-finite loss (-1 while healthy), and the schedule's state (`()` unless it keeps one)."""
 
     params: Any
     opt: Any
     method: Any
     diverged_at: jax.Array
+    schedule: Any = ()
 
 
 class Trainer(NamedTuple):
