@@ -15,10 +15,10 @@ network and the suggestion can be checked by training those networks. The search
 - up to EXHAUSTIVE_TASKS tasks, every partition is scored (exact);
 - beyond, a local search that moves single tasks between groups while the total improves (a
   partition no single move improves), started from the greedy merge and from RESTARTS seeded
-  random partitions, its best never worse than the greedy one; then a branch-and-bound started from it that assigns tasks one at a time and cuts a branch when an
-  upper bound on its best completion cannot beat the best partition found. Run to the end it is
-  exact; it stops after MAX_NODES nodes, and then returns the best partition found with
-  `optimal=False`.
+  random partitions, its best never worse than the greedy one; then a branch-and-bound started
+  from it that assigns tasks one at a time and cuts a branch when an upper bound on its best
+  completion cannot beat the best partition found. Run to the end it is exact; it stops after
+  MAX_NODES nodes, and then returns the best partition found with `optimal=False`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-EXHAUSTIVE_TASKS = 8  # 4,140 partitions of 8 tasks; 21,147 of 9, 10^11 of 14
+EXHAUSTIVE_TASKS = 8  # 4,140 partitions of 8 tasks; 21,147 of 9, 1.9e8 of 14 (Bell numbers)
 RESTARTS = 8  # local searches from seeded random partitions, besides the greedy one
 MAX_NODES = 10_000  # branch-and-bound nodes per search: about a second in Python
 TOL = 1e-12  # scores closer than this are a tie
