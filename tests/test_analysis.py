@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from harness.analysis import (CONVENTIONS, detectable_effect, format_transfer, group_affinity, holm,
-                              metric_table, paired, relative_change, suggest_groups, to_markdown,
-                              transfer_table)
+from harness.analysis import (CONVENTIONS, detectable_effect, format_transfer, holm, metric_table, paired,
+                              relative_change, to_markdown, transfer_table)
 
 TASKS = {"acc": ("accuracy", False), "err": ("mse", True), "aux": ("accuracy", False)}
 
@@ -322,68 +321,6 @@ def test_format_transfer_is_the_markdown_table():
                                    "r_t % [lo, hi]", "mde", "p_holm", "verdict", "delta_m", "baseline"]
     assert shown.to_markdown(index=False, disable_numparse=True) == to_markdown(
         transfer_table(runs))
-
-
-def affinity(tasks, pairs):
-    """Affinity matrix with Z[a, b] = pairs.get((a, b), -1); rows a (source), columns b."""
-    return pd.DataFrame([[pairs.get((a, b), -1.0) for b in tasks] for a in tasks],
-                        index=tasks, columns=tasks)
-
-
-def brute_force(matrix, budget):
-    """Best total affinity over every labelling of the tasks with at most `budget` groups."""
-    tasks = list(matrix.index)
-    best = -np.inf
-    for labels in itertools.product(range(budget), repeat=len(tasks)):
-        groups = [[t for t, g in zip(tasks, labels) if g == k] for k in range(budget)]
-        best = max(best, sum(group_affinity(matrix, g) for g in groups if g))
-    return best
-
-
-def test_suggest_groups_finds_two_obvious_clusters_and_respects_the_budget():
-    tasks = ["a", "b", "c", "d", "e"]
-    close = {(x, y): 1.0 for grp in ("ace", "bd") for x in grp for y in grp if x != y}
-    m = affinity(tasks, close)
-    assert suggest_groups(m, 2) == [["a", "c", "e"], ["b", "d"]]
-    assert suggest_groups(m, 5) == [["a", "c", "e"], ["b", "d"]]  # splitting further loses
-    assert suggest_groups(m, 1) == [tasks]
-    assert group_affinity(m, ["a", "c", "e"]) == pytest.approx(3.0)  # 3 tasks x mean 1.0
-    assert group_affinity(m, ["b"]) == 0.0
-    assert group_affinity(m, ["a", "b"]) == pytest.approx(-2.0)
-
-
-def test_suggest_groups_is_optimal_on_random_matrices():
-    rng = np.random.default_rng(0)
-    tasks = list("pqrst")
-    for _ in range(5):
-        m = pd.DataFrame(rng.normal(size=(5, 5)), index=tasks, columns=tasks)
-        for budget in (1, 2, 3):
-            groups = suggest_groups(m, budget)
-            assert len(groups) <= budget and sorted(sum(groups, [])) == tasks
-            assert sum(group_affinity(m, g) for g in groups) == pytest.approx(
-                brute_force(m, budget))
-
-
-def test_suggest_groups_ties_direction_and_validation():
-    tasks = ["x", "y", "z"]
-    assert suggest_groups(affinity(tasks, {}).mul(0), 3) == [tasks]  # no signal: one network
-    # Z[x -> y] large, Z[y -> x] very negative: the direction matters, the sum decides.
-    m = affinity(tasks, {("x", "y"): 3.0, ("y", "x"): -4.0, ("y", "z"): 1.0, ("z", "y"): 1.0})
-    assert suggest_groups(m, 3) == [["x"], ["y", "z"]]
-    m.iloc[0, 0] = 100.0  # the diagonal is ignored
-    assert suggest_groups(m, 3) == [["x"], ["y", "z"]]
-    with pytest.raises(ValueError, match="budget=0"):
-        suggest_groups(m, 0)
-    with pytest.raises(ValueError, match="square"):
-        suggest_groups(m.drop(columns="z"), 2)
-
-
-def test_suggest_groups_beyond_exhaustive_search_still_finds_clusters():
-    tasks = [f"t{i}" for i in range(10)]
-    clusters = (tasks[:4], tasks[4:7], tasks[7:])
-    m = affinity(tasks, {(x, y): 1.0 for grp in clusters for x in grp for y in grp if x != y})
-    assert suggest_groups(m, 3) == [list(c) for c in clusters]
-    assert len(suggest_groups(m, 2)) == 2
 
 
 def test_a_configuration_whose_runs_all_diverged_says_so():

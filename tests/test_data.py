@@ -36,10 +36,10 @@ def assert_split_shapes(source, dataset, sizes):
 
 
 def test_registry_holds_every_dataset():
-    assert {"relatedness", "digits", "files", "table", "penguins", "multimnist", "celeba"} <= set(DATASETS.names())
+    assert {"relatedness", "digits", "files", "table", "penguins", "multimnist", "celeba", "yeast"} <= set(DATASETS.names())
 
 
-@pytest.mark.parametrize("name", ["relatedness", "digits", "files", "table", "penguins", "multimnist", "celeba"])
+@pytest.mark.parametrize("name", ["relatedness", "digits", "files", "table", "penguins", "multimnist", "celeba", "yeast"])
 def test_yaml_composes_to_the_schema_defaults(name):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

@@ -486,3 +486,24 @@ def test_heatmaps_share_one_symmetric_colour_scale():
     limits = {im.get_clim() for im in images}
     values = np.concatenate([table["r_mean"].to_numpy(float), table["delta_m"].to_numpy(float)])
     assert len(images) > 3 and limits == {(-np.nanmax(np.abs(values)), np.nanmax(np.abs(values)))}
+
+
+def test_many_tasks_draw_the_extreme_tasks_and_pairs_in_grids():
+    """With 14 tasks the per-task figures keep the 6 lowest and 6 highest mean r_t (table order),
+    panels wrap four to a row, and the conflict section keeps the 5 lowest and 5 highest cosines."""
+    from harness.report.common import extreme_tasks, panel_grid
+    from harness.report.conflict import shown_pairs
+
+    tasks = [f"t{i}" for i in range(14)]
+    r = [5.0, -3.0, 0.1, 0.2, 9.0, -7.0, 0.3, 0.0, 4.0, -1.0, 2.0, -2.0, 0.4, 1.0]
+    table = pd.DataFrame({"task": tasks * 2, "r_mean": r + [v + 1.0 for v in r]})
+    shown, notes = extreme_tasks(table)
+    assert shown == [t for t in tasks if t not in ("t3", "t6")]  # r 0.2 and 0.3: the 7th and 8th of 14
+    assert len(notes) == 1 and "12 of 14 tasks" in notes[0]
+    assert extreme_tasks(table[table["task"].isin(tasks[:5])]) == (tasks[:5], [])
+    assert panel_grid(14) == (4, 4) and panel_grid(3) == (1, 3) and panel_grid(0) == (1, 1)
+    pairs = [f"{a}|{b}" for i, a in enumerate(tasks) for b in tasks[i + 1:]]
+    cos = np.linspace(-1, 1, len(pairs))[::-1]  # the first pair the most aligned
+    curves = pd.DataFrame({"kind": "mtl", "config_hash": "c", "seed": 0, "series": "grad_cos",
+                           "key": pairs, "step": 10, "value": cos})
+    assert shown_pairs(curves, "c") == sorted(pairs[:5] + pairs[-5:])

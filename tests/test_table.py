@@ -37,7 +37,7 @@ def frame(rows: int = 40) -> pd.DataFrame:
 
 def write(tmp_path: Path, data: pd.DataFrame, name: str = "t.csv") -> str:
     path = tmp_path / name
-    data.to_parquet(path) if name.endswith(".parquet") else data.to_csv(path, index=False)
+    data.to_parquet(path) if name.endswith(".parquet") else data.to_csv(path, index=False)  # .gz: gzipped
     return str(path)
 
 
@@ -87,8 +87,9 @@ def test_parquet_reads_like_csv_and_unseen_categories_fall_in_the_missing_column
     raw.loc[35:, "colour"] = "purple"  # only in test
     csv = table.build(table.TableConfig(path=write(tmp_path, raw), targets=TARGETS, split_column="split"))
     pq = table.build(table.TableConfig(path=write(tmp_path, raw, "t.parquet"), targets=TARGETS, split_column="split"))
-    a, b = generate(csv), generate(pq)
-    for s, t in zip(a, b):
+    gz = table.build(table.TableConfig(path=write(tmp_path, raw, "t.csv.gz"), targets=TARGETS, split_column="split"))
+    a, b, c = generate(csv), generate(pq), generate(gz)
+    for s, t in [*zip(a, b), *zip(a, c)]:
         np.testing.assert_allclose(s.x, t.x, atol=1e-6)
         np.testing.assert_array_equal(s.y["kind"], t.y["kind"])
     # the split column decides the rows: train is the first 30 in order, test the last 5
@@ -114,7 +115,7 @@ def bad_file(tmp_path: Path, kind: str) -> str:
 
 CASES = [  # (id, change to the frame, or a bad file kind, config fields, key=value, allowed)
     ("missing", None, dict(path="/no/such/t.csv"), "data.path='/no/such/t.csv'", "no such file"),
-    ("suffix", "suffix", {}, "data.path=", "a file ending in .csv, .parquet, .pq"),
+    ("suffix", "suffix", {}, "data.path=", "a file ending in .csv, .csv.gz, .parquet, .pq"),
     ("unreadable", "binary", {}, "data.path=", "a readable parquet file"),
     ("empty", "empty", {}, "data.path=", "a readable CSV file (EmptyDataError)"),
     ("target", None, dict(targets={"knd": "classification"}), "data.targets='knd'", "a column of"),

@@ -31,14 +31,15 @@ from harness.errors import bad
 from harness.schema import Entry
 
 KINDS = ("classification", "regression")
-READERS = {".csv": "CSV", ".parquet": "parquet", ".pq": "parquet"}
+# Longest suffix first: "t.csv.gz" is a gzipped CSV (pandas decompresses it), not a ".gz" file.
+READERS = {".csv": "CSV", ".csv.gz": "CSV", ".parquet": "parquet", ".pq": "parquet"}
 INSTALL = 'pip install -e ".[datasets]"'
 
 
 @dataclass
 class TableConfig:
     name: str = "table"
-    path: str = MISSING  # a .csv or .parquet file
+    path: str = MISSING  # a .csv, .csv.gz or .parquet file
     # Column -> "classification" | "regression"; required. An empty dict rather than MISSING/None:
     # Hydra can add keys to it from the command line.
     targets: dict[str, str] = field(default_factory=dict)
@@ -67,8 +68,8 @@ def check(cfg: TableConfig) -> None:
 def read(path: str) -> pd.DataFrame:
     """The file as a DataFrame; a missing, unreadable or unknown kind of file is a ConfigError."""
     full = os.path.expanduser(path)
-    suffix = os.path.splitext(full)[1].lower()
-    if suffix not in READERS:
+    suffix = max((s for s in READERS if full.lower().endswith(s)), key=len, default=None)
+    if suffix is None:
         raise bad("data.path", path, f"a file ending in {', '.join(READERS)}")
     if not os.path.isfile(full):
         raise bad("data.path", path, "no such file")

@@ -14,6 +14,9 @@ from harness.analysis import cfg_text, short_names, varying_columns
 
 # Figures drawn per configuration stop here; the report says how many were left out.
 MAX_CONFIGS = 24
+# Per-task panels in one figure stop here; beyond, the tasks with the extreme mean r_t.
+MAX_TASK_PANELS = 12
+PANEL_COLUMNS = 4  # per-task panels wrap into rows of this many
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -59,6 +62,28 @@ def capped(items: list, what: str, limit: int = MAX_CONFIGS) -> tuple[list, list
     if len(items) <= limit:
         return items, []
     return items[:limit], [f"Showing the first {limit} of {len(items)} {what}, in table order."]
+
+
+def extreme_tasks(table: pd.DataFrame, limit: int = MAX_TASK_PANELS) -> tuple[list[str], list[str]]:
+    """The tasks to draw, in table order: every task up to `limit`; beyond, the limit/2 with the
+    lowest and the limit/2 with the highest mean r_t over configurations (with 14 or 40 tasks
+    the extremes are what a reader looks for); and a note saying so."""
+    tasks = list(dict.fromkeys(table["task"]))
+    if len(tasks) <= limit:
+        return tasks, []
+    ranked = table.groupby("task", sort=False)["r_mean"].mean().dropna().sort_values(kind="stable")
+    low = limit // 2
+    keep = {*ranked.index[:low], *ranked.index[max(low, len(ranked) - (limit - low)):]}
+    shown = [t for t in tasks if t in keep]
+    return shown, [f"Showing {len(shown)} of {len(tasks)} tasks: the {low} with the lowest and the "
+                   f"{limit - low} with the highest mean r_t over configurations; the transfer "
+                   "table has every task."]
+
+
+def panel_grid(count: int) -> tuple[int, int]:
+    """(rows, columns) for `count` per-task panels, PANEL_COLUMNS to a row."""
+    columns = max(1, min(count, PANEL_COLUMNS))
+    return -(-max(count, 1) // columns), columns
 
 
 def band(values: pd.DataFrame) -> pd.DataFrame:

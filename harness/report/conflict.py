@@ -17,6 +17,7 @@ from harness.report.common import (band, capped, config_frame, config_names, dra
 from harness.report.curves import configs_with, select
 from harness.report.document import Block, Gallery, Plot, Table, skipped
 
+MAX_PAIRS = 10  # task pairs per configuration in the table and figures
 # Log-axis ticks as plain numbers (0.8, 1, 2), not 8e-01.
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 EXPLAIN = ("Per configuration and task pair a|b, over training: the cosine between the two "
@@ -40,6 +41,19 @@ def _per_seed_mean(values: pd.DataFrame) -> np.ndarray:
     return values.groupby("seed")["value"].mean().dropna().to_numpy(float)
 
 
+def shown_pairs(curves: pd.DataFrame, config: str) -> list[str]:
+    """The task pairs to list and draw: all up to MAX_PAIRS; beyond (T = 14 has 91 pairs), the
+    MAX_PAIRS/2 most conflicting and MAX_PAIRS/2 most aligned by mean cosine."""
+    cos = select(curves, config, "grad_cos")
+    pairs = sorted(cos["key"].unique())
+    if len(pairs) <= MAX_PAIRS:
+        return pairs
+    ranked = cos.groupby("key")["value"].mean().dropna().sort_values(kind="stable")
+    half = MAX_PAIRS // 2
+    keep = {*ranked.index[:half], *ranked.index[max(half, len(ranked) - half):]}
+    return [p for p in pairs if p in keep]
+
+
 def conflict_summary(table: pd.DataFrame, curves: pd.DataFrame, configs: list[str]
                      ) -> pd.DataFrame:
     """One row per configuration and pair: seeds, mean cosine [interval], conflict fraction,
@@ -48,7 +62,7 @@ def conflict_summary(table: pd.DataFrame, curves: pd.DataFrame, configs: list[st
     rows = []
     for config in configs:
         cos = select(curves, config, "grad_cos")
-        for pair in sorted(cos["key"].unique()):
+        for pair in shown_pairs(curves, config):
             seed_cos = _per_seed_mean(cos[cos["key"].eq(pair)])
             mean, lo, hi = interval(seed_cos)
             conflict = _per_seed_mean(select(curves, config, "conflict", pair))
@@ -66,7 +80,7 @@ def _plot_config(curves: pd.DataFrame, config: str, name: str) -> Plot:
     fig = new_figure(9.0, 2.7)
     cos_ax, conflict_ax, ratio_ax = fig.subplots(1, 3)
     cos = select(curves, config, "grad_cos")
-    for k, pair in enumerate(sorted(cos["key"].unique())):
+    for k, pair in enumerate(shown_pairs(curves, config)):
         color = f"C{k % 10}"
         draw_band(cos_ax, band(cos[cos["key"].eq(pair)]), pair, color)
         conflict = select(curves, config, "conflict", pair)
@@ -103,6 +117,11 @@ def conflict_blocks(table: pd.DataFrame, curves: pd.DataFrame) -> list[Block]:
         return [skipped("no multi-task record of this report has gradient diagnostics "
                         "(training with `train.diagnostics=true` records them).")]
     shown, notes = capped(configs, "configurations")
+    most = max(len(select(curves, c, "grad_cos")["key"].unique()) for c in configs)
+    if most > MAX_PAIRS:
+        notes.append(f"With up to {most} task pairs per configuration, the table and figures show the "
+                     f"{MAX_PAIRS // 2} most conflicting and the {MAX_PAIRS // 2} most aligned pairs "
+                     "(lowest and highest mean cosine) of each.")
     names = config_names(table)
     plots = [_plot_config(curves, c, names[c]) for c in shown]
     return [EXPLAIN, Table(conflict_summary(table, curves, configs)), *notes, Gallery(plots)]

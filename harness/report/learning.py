@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.report.common import band, capped, config_names, draw_band, new_figure, wrap_label
+from harness.report.common import (band, capped, config_names, draw_band, extreme_tasks, new_figure, panel_grid,
+                                   wrap_label)
 from harness.report.curves import configs_with, select
 from harness.report.document import Block, Gallery, Plot, skipped
 
@@ -24,10 +25,13 @@ def direction(lower_is_better: bool) -> str:
 
 
 def _plot_config(table: pd.DataFrame, curves: pd.DataFrame, config: str, name: str,
-                 stl: dict[str, str], split: str) -> Plot:
-    rows = table[table["config_hash"].eq(config)]
-    fig = new_figure(max(2.8 * len(rows), 4.0), 2.7)
-    axes = fig.subplots(1, len(rows), squeeze=False)[0]
+                 stl: dict[str, str], split: str, tasks: list[str]) -> Plot:
+    rows = table[table["config_hash"].eq(config) & table["task"].isin(tasks)]
+    nrows, ncols = panel_grid(len(rows))
+    fig = new_figure(max(2.8 * ncols, 4.0), 2.7 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(rows):]:
+        ax.set_axis_off()
     for ax, (_, row) in zip(axes, rows.iterrows()):
         task = row["task"]
         mtl = select(curves, config, split, task)
@@ -56,6 +60,7 @@ def learning_blocks(table: pd.DataFrame, runs: pd.DataFrame, curves: pd.DataFram
     if not configs:
         return [skipped(f"no multi-task record of this report has `{split}` learning curves.")]
     shown, notes = capped(configs, "configurations")
+    tasks, task_notes = extreme_tasks(table)
     names, stl = config_names(table), baselines(runs)
-    plots = [_plot_config(table, curves, c, names[c], stl.get(c, {}), split) for c in shown]
-    return [*notes, Gallery(plots)]
+    plots = [_plot_config(table, curves, c, names[c], stl.get(c, {}), split, tasks) for c in shown]
+    return [*notes, *task_notes, Gallery(plots)]

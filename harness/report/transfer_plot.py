@@ -6,7 +6,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.analysis import cfg_text, varying_columns
-from harness.report.common import new_figure, ordered, wrap_label
+from harness.report.common import new_figure, ordered, panel_grid, wrap_label
 
 # Preferred roles in the plot, used when the column varies: x axis, lines, panel rows.
 X_COLUMN, LINE_COLUMN, ROW_COLUMN = ("cfg.model.shared_depth", "cfg.schedule.name",
@@ -46,11 +46,15 @@ def plot_transfer(table: pd.DataFrame) -> Figure:
     line_keys = sorted(set(keys))
     # Joining points only means something along a numeric axis such as depth.
     style = "-" if pd.api.types.is_numeric_dtype(table[x]) else "none"
-    fig = new_figure(max(4 * len(tasks), 6), 3 * len(row_names))
-    axes = fig.subplots(len(row_names), len(tasks), squeeze=False, sharey="row")
+    # Without a row column, many tasks wrap into rows of panels rather than one wide row.
+    grid = panel_grid(len(tasks)) if row is None else (len(row_names), len(tasks))
+    fig = new_figure(max(4 * grid[1], 6), 3 * grid[0])
+    axes = fig.subplots(*grid, squeeze=False, sharey=True if row is None else "row")
+    for ax in axes.ravel()[len(tasks) * len(row_names):]:
+        ax.set_axis_off()
     for i, row_name in enumerate(row_names):
         for j, task in enumerate(tasks):
-            ax = axes[i, j]
+            ax = axes[i, j] if row else axes.ravel()[j]
             in_panel = table["task"].eq(task) & (text[row].eq(row_name) if row else True)
             for k, key in enumerate(line_keys):
                 part = table[in_panel & keys.map(key.__eq__)]
@@ -65,7 +69,8 @@ def plot_transfer(table: pd.DataFrame) -> Figure:
             ax.set_xticks(range(len(x_ticks)), x_ticks)
             ax.set_xlabel(x.removeprefix("cfg."))
             ax.set_title(task + (f" | {row.removeprefix('cfg.')}={row_name}" if row else ""))
-        axes[i, 0].set_ylabel("r_t (%)")
+            if ax in axes[:, 0]:
+                ax.set_ylabel("r_t (%)")
     if lines:
         axes[0, 0].legend(fontsize="small")
     fig.suptitle(PLOT_TITLE, fontsize="medium")
@@ -77,8 +82,11 @@ def _plot_bars(table: pd.DataFrame, tasks: list[str]) -> Figure:
     names = table["label"].fillna("").astype(str)
     names = names.where(names.ne(""), table["config_hash"].str[:8]).map(wrap_label)
     lines = max((n.count("\n") + 1 for n in names), default=1)
-    fig = new_figure(max(4 * len(tasks), 6), 3 + 0.15 * lines)
-    axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
+    nrows, ncols = panel_grid(len(tasks))
+    fig = new_figure(max(4 * ncols, 6), (3 + 0.15 * lines) * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[max(len(tasks), 1):]:
+        ax.set_axis_off()
     for ax, task in zip(axes, tasks):
         part = table[table["task"].eq(task)]
         ax.bar(range(len(part)), part["r_mean"].fillna(0.0), yerr=_errors(part), capsize=3)

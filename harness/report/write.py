@@ -17,6 +17,7 @@ from harness.analysis import (MIN_SEEDS, conventions, format_transfer, metric_ta
 from harness.report import document, html
 from harness.report.affinity import affinity_blocks
 from harness.report.conflict import conflict_blocks
+from harness.report.common import extreme_tasks
 from harness.report.curves import curve_frame
 from harness.report.diagnostics import diagnostics_blocks
 from harness.report.document import Plot, Section, Table
@@ -76,8 +77,9 @@ def _baseline_warning(table: pd.DataFrame) -> list[str]:
 
 def _sections(runs: pd.DataFrame, table: pd.DataFrame, metrics: pd.DataFrame, curves: pd.DataFrame,
               split: str) -> list[Section]:
-    transfer = Plot("transfer", plot_transfer(table), "mean r_t per task with its interval",
-                    folder="")
+    tasks, task_notes = extreme_tasks(table)
+    transfer = Plot("transfer", plot_transfer(table[table["task"].isin(tasks)]),
+                    "mean r_t per task with its interval", folder="")
     # Only methods that report diagnostics have them: no section (not even a note) otherwise.
     diagnostics = diagnostics_blocks(table, curves)
     secondary = secondary_blocks(metrics)
@@ -89,7 +91,7 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, metrics: pd.DataFrame, cu
             "change r_t, the smallest change the row could have detected at 80% power (mde), the "
             "Holm-corrected verdict, delta_m and the baseline checks. In report.html, click a "
             "header to sort.",
-            Table(format_transfer(table)), transfer]),
+            Table(format_transfer(table)), *task_notes, transfer]),
         *([Section("Secondary metrics", secondary)] if secondary else []),
         Section("Ranking", ranking_blocks(table, paired(runs, split), runs)),
         Section("Heatmaps", heatmap_blocks(table)),
