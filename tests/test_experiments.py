@@ -12,6 +12,7 @@ from harness.config import register_configs, resolve
 from harness.records import collect
 from harness.run.plan import build_source
 from harness.run.sweep import run_job
+from harness.run.tuned import front_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
@@ -69,9 +70,11 @@ def test_every_experiment_trains_a_couple_of_steps(tmp_path, name):
     assert run.study == name
     num_tasks = len(build_source(run).tasks)
     if run.protocol.name == "tuned":  # its confirmation runs, its front's and one baseline per task
+        # protocol.front=2: one lattice point for 2-3 tasks, two Dirichlet draws beyond
+        front = len(front_weights(num_tasks, run.protocol.front))
         runs = collect(tmp_path)
-        assert len(runs) == run.seeds * (2 + num_tasks) and set(runs["phase"]) == {"confirm"}
-        assert runs["front"].sum() == run.seeds
+        assert len(runs) == run.seeds * (1 + front + num_tasks) and set(runs["phase"]) == {"confirm"}
+        assert runs["front"].sum() == run.seeds * front
         return
     assert len(paths) == run.seeds * (1 + num_tasks)  # its runs and one baseline per task
 
