@@ -119,7 +119,12 @@ def compiled_run(sizes: Sizes, num_tasks: int, method: str = "equal") -> Callabl
     return lambda: exe(key, hp, data)
 
 
-def target(needs: Needs, num_tasks: int) -> tuple[float, str]:
+def target(needs: Needs, num_tasks: int, lookahead: bool = False) -> tuple[float, str]:
+    """A method's step-time limit relative to equal's. A method with a `prepare` hook
+    (auto_lambda's virtual step, great's per-task representation gradients and their double
+    backward) asks for more than its losses whatever its `needs`, so it gets the per-task limit."""
+    if lookahead:
+        return 1.25 * (1 + 2 * num_tasks) / 3, "lookahead (prepare hook): <= 1.25 (1+2T)/3"
     if needs is Needs.LOSSES:
         return 1.1, "loss-only: <= 1.1"
     if needs is Needs.REPR_GRADS:
@@ -136,9 +141,10 @@ def bench_methods(sizes: Sizes) -> list[dict]:
         times = interleaved({n: compiled_run(sizes, num_tasks, n) for n in names}, sizes.repeats)
         tasks = dataset(sizes, num_tasks)[0]
         for n in names:
-            needs = METHODS.get(n).build(reference(sizes, num_tasks, n).method, tasks).needs
+            method = METHODS.get(n).build(reference(sizes, num_tasks, n).method, tasks)
+            needs = method.needs
             step, base = times[n], times["equal"]
-            limit, rule = target(needs, num_tasks)
+            limit, rule = target(needs, num_tasks, method.prepare is not None)
             rows.append({"method": n, "T": num_tasks, "needs": needs.value, "step_ms": 1e3 * step / sizes.steps,
                          "ratio": step / base, "target": limit, "rule": rule, "met": bool(step / base <= limit)})
     return rows
