@@ -19,17 +19,25 @@ SMALL = ["seeds=2", "train.steps=20", "train.eval_every=10", "data.n_train=64", 
 
 
 def delta_m_on_val(job_dir: Path) -> float:
-    """By hand from the records: per task, the paired relative change of the validation metric
-    against the same-seed baseline (lower is better: mse), averaged over seeds, then tasks."""
+    """By hand from the records: per task and metric (the primary one and the task's secondary
+    ones, e.g. macro-F1 and MAE), the paired relative change on validation against the same-seed
+    baseline (sign flipped where lower is better), averaged over seeds, then over the task's
+    metrics, then over tasks (the multi-metric delta_m of Maninis et al. 2019)."""
     runs = [json.loads(p.read_text()) for p in (job_dir / "runs").glob("seed_*.json")]
-    per_task = {}
+    per_metric = {}
     for rec in runs:
         for task, base_hash in rec["baselines"].items():
             base_file = (job_dir / "runs" / rec["baseline_dir"] / base_hash / f"seed_{rec['seed']}.json").resolve()
-            base = json.loads(base_file.read_text())["metrics"]["val"][task]
-            sign = -1.0 if rec["task_specs"][task]["lower_is_better"] else 1.0
-            per_task.setdefault(task, []).append(sign * (rec["metrics"]["val"][task] - base) / abs(base) * 100)
-    return float(np.mean([np.mean(v) for v in per_task.values()]))
+            base = json.loads(base_file.read_text())
+            spec = rec["task_specs"][task]
+            values = [(None, spec["lower_is_better"], rec["metrics"]["val"][task], base["metrics"]["val"][task])]
+            values += [(name, lower, rec["secondary"]["val"][task][name], base["secondary"]["val"][task][name])
+                       for name, lower in (spec.get("secondary") or {}).items()]
+            for name, lower, mine, theirs in values:
+                sign = -1.0 if lower else 1.0
+                per_metric.setdefault((task, name), []).append(sign * (mine - theirs) / abs(theirs) * 100)
+    tasks = {task for task, _ in per_metric}
+    return float(np.mean([np.mean([np.mean(v) for (t, _), v in per_metric.items() if t == task]) for task in tasks]))
 
 
 # Batched: each optuna batch of 2 trials is one program; basic: one job at a time (2 trials).
