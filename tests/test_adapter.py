@@ -86,3 +86,19 @@ def test_adapter_defaults_treat_every_leaf_as_shared_and_draw_fresh_keys():
     first, state = update(grads, state)
     second, _ = update(grads, state)
     assert not np.allclose(first["a"], second["a"])
+
+
+def test_adapter_refuses_what_it_cannot_run_in_one_line():
+    """Lookahead methods need the model; active weighting's default targets need baselines.
+    Both are refused when the aggregator is made, naming the method or key; given targets,
+    active weighting runs."""
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError, match="auto_lambda"):
+        task_aggregator("auto_lambda", 2)
+    with pytest.raises(ConfigError, match="targets"):
+        task_aggregator("active_weighting", 2)
+    agg = task_aggregator("active_weighting", 2, targets=[1.0, 1.0], temperature=1.0)
+    state = agg.on_eval(agg.init({"w": jnp.ones(3)}), jnp.asarray([0.5, 1.0]))
+    # The task further below its target gets the larger weight; the weights sum to T.
+    assert state.method.weights[0] > state.method.weights[1]
+    assert float(state.method.weights.sum()) == pytest.approx(2.0)

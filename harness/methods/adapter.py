@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from harness.errors import bad
-from harness.methods import build_method
+from harness.methods import METHODS, build_method
 from harness.methods.base import Needs
 
 PyTree = Any
@@ -68,6 +68,11 @@ def task_aggregator(name: str, num_tasks: int, shared: PyTree | Callable | None 
     if method.prepare is not None:
         raise bad("method", name, "looks ahead through the model itself (auto_lambda's virtual step, great's "
                   "gradients of gradients), which an aggregator of given gradients cannot; train it with the harness")
+    if method.on_eval is not None and "targets" not in hparams and "targets" in METHODS.get(name).schema.__dataclass_fields__:
+        # The harness reads the default targets from the matched baselines' records; an
+        # aggregator has no baselines, so its targets must be given.
+        raise bad("targets", None, f"one target score per task ({num_tasks}), in the metrics' own units: "
+                  f"{name} has no baselines to read them from outside the harness")
 
     def split(tree, mask):
         leaves, treedef = jax.tree.flatten(tree)
