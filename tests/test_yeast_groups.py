@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.groups import measured, natural, override, random_partition, suggested, summary, to_train
+from harness.report.groups import (measured, natural, override, per_task, random_partition, suggested, summary,
+                                   to_train)
 
 TASKS = ["t1", "t2", "t3", "t10"]
 # Z[a -> b]: t1 and t2 help each other most, t3 helps and is helped by both; t10 hurts and is
@@ -71,6 +72,9 @@ def test_measured_partitions_use_each_groups_own_r_and_zero_for_a_task_alone():
     assert rows.at["TAG k=2", "affinity score"] == pytest.approx(0.7 + 0.7 + 0.4)
     assert rows.at["all in one", "mean r accuracy"] == pytest.approx(-6.5 / 4)
     assert rows.at["all in one", "positive"] == 0 and rows.at["TAG k=2", "positive"] == 2
+    wide = per_task(frame).set_index("task")
+    assert list(wide["group in TAG k=2"]) == ["#1 (3)"] * 3 + ["#2 (1)"]
+    assert wide.at["t1", "r TAG k=2"] == "2 [-9, 9]" and wide.at["t10", "r TAG k=2"] == "0 [0, 0]"
     # A suggestion is measured only where every group of two or more tasks was trained.
     table, metrics = tables({k: v for k, v in configs.items() if k != "g123"}, r)
     assert list(dict.fromkeys(measured(table, metrics, curves("all"), random=[])["partition"])) == [

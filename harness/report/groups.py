@@ -167,7 +167,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 def per_task(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """Per task (rows) and measured partition (columns): "r [lo, hi]" of `metric` (default the
-    primary one), after the task's group in each TAG partition."""
+    primary one), after the task's group in each TAG partition ("#2 (4)": the partition's second
+    group, of 4 tasks, as the summary lists them)."""
     rows = frame[frame["primary"]] if metric is None else frame[frame["metric"].eq(metric)]
     cell = rows.assign(text=[f"{fmt_number(m)} [{fmt_number(lo)}, {fmt_number(hi)}]"
                              for m, lo, hi in zip(rows["r_mean"], rows["r_lo"], rows["r_hi"])])
@@ -175,8 +176,11 @@ def per_task(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     partitions = list(dict.fromkeys(cell["partition"]))
     out = pd.DataFrame({"task": tasks})
     for p in partitions:
-        if p.startswith("TAG"):
-            out[f"group in {p}"] = cell[cell["partition"].eq(p)].set_index("task")["group"].reindex(tasks).to_numpy()
+        if p.startswith("TAG"):  # the group by its place in the partition and its size: names are long
+            part = cell[cell["partition"].eq(p)]
+            place = {g: i + 1 for i, g in enumerate(dict.fromkeys(part["group"]))}
+            label = {g: f"#{place[g]} ({len(g.split(', '))})" for g in place}
+            out[f"group in {p}"] = part.set_index("task")["group"].map(label).reindex(tasks).to_numpy()
     for p in partitions:
         out[f"r {p}"] = cell[cell["partition"].eq(p)].set_index("task")["text"].reindex(tasks).to_numpy()
     return out
