@@ -81,3 +81,6 @@ def test_measured_partitions_use_each_groups_own_r_and_zero_for_a_task_alone():
         "all in one", "TAG k=3"]
     table, metrics = tables({"all": TASKS}, r)
     assert measured(table, metrics, curves("all"), random=[]).empty
+    # Two configurations of one group (say, two methods): no way to tell which one counts.
+    table, metrics = tables({**configs, "g12b": ["t1", "t2"]}, {**r, ("g12b", "t1"): 0.0, ("g12b", "t2"): 0.0})
+    assert measured(table, metrics, curves("all"), random=[]).empty

@@ -99,7 +99,7 @@ def measured(table: pd.DataFrame, metrics: pd.DataFrame, curves: pd.DataFrame,
     budget shown). Columns partition, budget, groups (the partition as text), task, group, score
     (the group's TAG affinity), trained (config hash or "baseline"), metric, primary, r_mean,
     r_lo, r_hi, verdict (Holm, within the group's configuration; primary metric only). Empty
-    when the sweep has no reference or no trained group."""
+    when the sweep has no reference, no measured suggestion, or two configurations of one group."""
     ref = reference(table, curves)
     if ref is None:
         return pd.DataFrame()
@@ -108,8 +108,9 @@ def measured(table: pd.DataFrame, metrics: pd.DataFrame, curves: pd.DataFrame,
     matrix = affinity_matrix(curves, ref, tasks)
     shown = [k for k in budgets(len(tasks)) if k < len(tasks)]
     partitions = {"all in one": [tasks], **suggested(matrix, shown, shown if random is None else random)}
-    trained = {s: c for c, s in sets.items() if c != ref}
-    if len(set(trained.values())) != len(trained):  # two configurations for one group: ambiguous
+    others = [(s, c) for c, s in sets.items() if c != ref]
+    trained = dict(others)
+    if len(trained) != len(others):  # two configurations train one group: which one counts is unclear
         return pd.DataFrame()
     trained[frozenset(tasks)] = ref
     verdicts = table.set_index(["config_hash", "task"])["verdict"]
