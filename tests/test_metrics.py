@@ -57,5 +57,5 @@ def test_a_spec_lists_its_metrics_with_directions_and_rejects_an_unknown_one():
     assert regression("r").metrics == {"mse": True, "mae": True}
     assert record_spec(regression("r"))["secondary"] == {"mae": True}
     assert "secondary" not in record_spec(TaskSpec("r", "regression", 1, "mse", True))
-    with pytest.raises(ConfigError, match="secondary metric.*'auc'.*macro_f1"):
-        TaskSpec("c", "classification", 2, "accuracy", False, secondary=("auc",))
+    with pytest.raises(ConfigError, match="secondary metric.*'top5'.*macro_f1, auc"):
+        TaskSpec("c", "classification", 2, "accuracy", False, secondary=("top5",))

@@ -21,15 +21,17 @@ DENSE = ("segmentation", "depth", "normal")  # kinds with one target per pixel
 
 # Every metric a kind's evaluation computes (harness.train.losses, harness.train.dense), with
 # whether lower is better; the first is the kind's primary metric. A TaskSpec lists the others
-# it reports in `secondary`.
+# it reports in `secondary`. OPT_IN are evaluated only where a dataset asks for them (adding one
+# to every task of a kind would move the delta_m of records already written).
 METRICS: dict[str, dict[str, bool]] = {
-    "classification": {"accuracy": False, "macro_f1": False},
+    "classification": {"accuracy": False, "macro_f1": False, "auc": False},
     "regression": {"mse": True, "mae": True},
     "segmentation": {"miou": False, "pixel_acc": False},
     "depth": {"abs_err": True, "rel_err": True},
     "normal": {"mean_angle": True, "median_angle": True, "within_11.25": False, "within_22.5": False,
                "within_30": False},
 }
+OPT_IN = {"classification": ("auc",)}
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,9 @@ class TaskSpec:
     secondary: the task's other metrics (names from METRICS[kind], each with its own direction),
         evaluated beside the primary one (`metric`) and recorded with it; the verdict reads the
         primary one, delta_m all of them (harness.analysis). The builders below list every
-        metric of the kind; a spec built directly lists none unless told.
+        metric of the kind but the opt-in ones (OPT_IN: "auc", the ROC AUC of a two-class
+        task's positive-class probability, harness.train.auc); a spec built directly lists none
+        unless told.
     """
 
     name: str
@@ -73,6 +77,9 @@ class TaskSpec:
             if name not in known or name == self.metric:
                 raise bad(f"task {self.name} secondary metric", name,
                           f"one of {', '.join(m for m in known if m != self.metric)}")
+        if "auc" in self.secondary and self.output_size != 2:
+            raise bad(f"task {self.name} secondary metric", "auc",
+                      f"a metric of a two-class task; {self.name} has {self.output_size} classes")
 
     @property
     def dense(self) -> bool:
@@ -100,7 +107,7 @@ def record_spec(spec: TaskSpec) -> dict:
 
 
 def _others(kind: str) -> tuple[str, ...]:
-    return tuple(METRICS[kind])[1:]
+    return tuple(m for m in tuple(METRICS[kind])[1:] if m not in OPT_IN.get(kind, ()))
 
 
 def segmentation(name: str, num_classes: int, shape: tuple[int, int]) -> TaskSpec:
@@ -116,9 +123,10 @@ def normal(name: str, shape: tuple[int, int]) -> TaskSpec:
     return TaskSpec(name, "normal", 3, "mean_angle", True, shape=tuple(shape), secondary=_others("normal"))
 
 
-def classification(name: str, num_classes: int, missing_labels: bool = False) -> TaskSpec:
+def classification(name: str, num_classes: int, missing_labels: bool = False, auc: bool = False) -> TaskSpec:
+    """With `auc` (two classes only), the ROC AUC too."""
     return TaskSpec(name, "classification", num_classes, "accuracy", False, missing_labels,
-                    secondary=_others("classification"))
+                    secondary=_others("classification") + (("auc",) if auc else ()))
 
 
 def regression(name: str, output_size: int = 1, missing_labels: bool = False) -> TaskSpec:

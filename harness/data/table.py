@@ -55,6 +55,9 @@ class TableConfig:
     # Imbalanced tasks: task -> number of train rows it may use (its first n rows); each task then
     # draws its own batches. Empty: every task uses every train row.
     train_rows: dict[str, int] = field(default_factory=dict)
+    # Two-class targets also report the ROC AUC of the class-1 probability (a secondary metric,
+    # harness.train.auc); class 1 is the larger of the two sorted labels.
+    auc: bool = False
 
 
 def check(cfg: TableConfig) -> None:
@@ -161,7 +164,7 @@ def encode_feature(column: pd.Series, train: np.ndarray) -> tuple[np.ndarray, li
                                                                         f"{name}=<missing or unseen>"]
 
 
-def encode_target(name: str, kind: str, column: pd.Series) -> tuple[TaskSpec, np.ndarray]:
+def encode_target(name: str, kind: str, column: pd.Series, auc: bool = False) -> tuple[TaskSpec, np.ndarray]:
     """The task spec and its labels: class indices (MISSING where absent) or (rows, 1) floats (NaN)."""
     present = column.notna().to_numpy()
     if kind == "regression":
@@ -183,7 +186,7 @@ def encode_target(name: str, kind: str, column: pd.Series) -> tuple[TaskSpec, np
                                         f"{', '.join(map(str, classes)) or 'no labels'}")
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[v] if p else NO_LABEL for v, p in zip(values, present)], np.int32)
-    return classification(name, len(classes), not present.all()), labels
+    return classification(name, len(classes), not present.all(), auc=auc and len(classes) == 2), labels
 
 
 def build(cfg: TableConfig) -> DataSource:
@@ -201,7 +204,7 @@ def from_file(cfg: TableConfig) -> DataSource:
     x = np.concatenate([block for block, _ in encoded], axis=1)
     specs, ys = [], {}
     for name, kind in cfg.targets.items():
-        spec, ys[name] = encode_target(name, kind, frame[name])
+        spec, ys[name] = encode_target(name, kind, frame[name], cfg.auc)
         require_labels("data.targets", name, kind, [ys[name][idx] for idx in parts], cfg.path)
         specs.append(spec)
     splits = [(x[idx], {n: y[idx] for n, y in ys.items()}) for idx in parts]

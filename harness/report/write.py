@@ -21,6 +21,7 @@ from harness.report.common import extreme_tasks
 from harness.report.curves import curve_frame
 from harness.report.diagnostics import diagnostics_blocks
 from harness.report.document import Plot, Section, Table
+from harness.report.groups import groups_blocks, groups_markdown, measured
 from harness.report.heatmaps import heatmap_blocks
 from harness.report.learning import learning_blocks
 from harness.report.metrics import secondary_blocks
@@ -76,7 +77,7 @@ def _baseline_warning(table: pd.DataFrame) -> list[str]:
 
 
 def _sections(runs: pd.DataFrame, table: pd.DataFrame, metrics: pd.DataFrame, curves: pd.DataFrame,
-              split: str) -> list[Section]:
+              split: str, groupings: pd.DataFrame) -> list[Section]:
     tasks, task_notes = extreme_tasks(table)
     transfer = Plot("transfer", plot_transfer(table[table["task"].isin(tasks)]),
                     "mean r_t per task with its interval", folder="")
@@ -99,6 +100,7 @@ def _sections(runs: pd.DataFrame, table: pd.DataFrame, metrics: pd.DataFrame, cu
         Section("Trade-off", tradeoff_blocks(table, runs)),
         Section("Gradient conflict", conflict_blocks(table, curves)),
         Section("Task affinity", affinity_blocks(table, curves)),
+        *([Section("Task groupings, trained", groups_blocks(groupings))] if not groupings.empty else []),
         *([Section("Method diagnostics", diagnostics)] if diagnostics else []),
     ]
 
@@ -114,7 +116,8 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
                  records: Sequence[Record | dict] | None = None, skipped: int = 0) -> dict[str, Path]:
     """Write runs.{parquet,csv}, transfer.{parquet,md,png}, figures/*.png, report.md and
     report.html into out_dir; metrics.parquet (every metric's r, harness.analysis.metric_table)
-    too where tasks have secondary metrics.
+    too where tasks have secondary metrics; groupings.{csv,md} (harness.report.groups) where the
+    sweep trained the groups TAG suggested from one of its configurations' affinity.
 
     `runs` is the runs table of `harness.records.collect`; `records` (default: every record
     found under out_dir) supply learning curves and diagnostics; `skipped` counts the record files
@@ -125,7 +128,8 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     table, metrics = transfer_table(runs, split), metric_table(runs, split)
     curves = curve_frame(load_records(out) if records is None else records)
-    sections = _sections(runs, table, metrics, curves, split)
+    groupings = measured(table, metrics, curves)
+    sections = _sections(runs, table, metrics, curves, split, groupings)
     figures = document.plots(sections)
     intro = [_summary(runs, table, split), *_underpowered_warning(table), *_baseline_warning(table)]
     if skipped:
@@ -139,6 +143,9 @@ def write_report(runs: pd.DataFrame, out_dir: str | os.PathLike,
     }
     if not metrics["primary"].all():  # tasks with secondary metrics: every metric's r
         files["metrics.parquet"] = _parquet(metrics)
+    if not groupings.empty:
+        files["groupings.csv"] = groupings.to_csv(index=False).encode()
+        files["groupings.md"] = groups_markdown(groupings).encode()
     paths = {name: out / name for name in files}
     for name, data in files.items():
         atomic_write_bytes(paths[name], data)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from harness.data.base import TaskSpec
-from harness.train import dense
+from harness.train import auc, dense
 from harness.train.confusion import confusion, macro_f1
 
 
@@ -123,6 +123,8 @@ def metric_sums(spec: TaskSpec, out: jax.Array, y: jax.Array, rows: jax.Array) -
     sums = {"total": jnp.sum(jnp.where(mask, hit, 0.0)), "count": jnp.sum(mask, dtype=jnp.int32)}
     if "macro_f1" in spec.secondary:
         sums["confusion"] = confusion(y, pred, mask, spec.output_size)
+    if "auc" in spec.secondary:
+        sums["scores"] = auc.histogram(out, y, mask)
     if "mae" in spec.secondary:
         sums["abs"] = jnp.sum(jnp.where(mask, jnp.abs(out - y), 0.0))
     return sums
@@ -138,6 +140,8 @@ def metric_values(spec: TaskSpec, sums: dict) -> dict[str, jax.Array]:
     values = {spec.metric: sums["total"] / count}
     if "macro_f1" in spec.secondary:
         values["macro_f1"] = macro_f1(sums["confusion"])
+    if "auc" in spec.secondary:
+        values["auc"] = auc.auc(sums["scores"])
     if "mae" in spec.secondary:
         values["mae"] = sums["abs"] / count
     return values
