@@ -5,6 +5,7 @@ Input is the runs table of `harness.records.collect` (one row per run); the rule
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -387,10 +388,16 @@ def _baseline_checks(runs: pd.DataFrame, baseline: str, task: str, seeds: pd.Ser
     return out
 
 
+def natural(text: str) -> str:
+    """A sort key that orders the digit runs of `text` by value: "Class2" before "Class10"."""
+    return re.sub(r"\d+", lambda m: m.group().zfill(12), text)
+
+
 def _sort(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    # Numbers sort as numbers (depth 10 after 2); anything else by its text.
+    # Numbers sort as numbers (depth 10 after 2), and so do the numbers inside names (Class10
+    # after Class2, as a dataset with 14 labels numbers them); anything else by its text.
     def key(s: pd.Series) -> pd.Series:
-        return s if pd.api.types.is_numeric_dtype(s) else s.astype(str)
+        return s if pd.api.types.is_numeric_dtype(s) else s.map(lambda v: natural(str(v)))
     return table.sort_values(by, key=key, kind="stable", ignore_index=True) if by else table
 
 

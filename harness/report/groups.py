@@ -20,7 +20,6 @@ here, as in harness.grouping, the groups are a partition, so each task has one m
 """
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.analysis import fmt_number
+from harness.analysis import fmt_number, natural
 from harness.grouping import best_grouping, group_affinity
 from harness.report.affinity import affinity_matrix, budgets
 from harness.report.curves import configs_with
@@ -38,26 +37,26 @@ SEED = 0  # the random partitions' shuffle: fixed, so the groups to train can be
 USAGE = "usage: python -m harness.report.groups <sweep_dir> --budgets K[,K...] [--random K[,K...]]"
 
 
-def natural(tasks: Sequence[str]) -> list[str]:
+def natural_order(tasks: Sequence[str]) -> list[str]:
     """Tasks in natural order: Class2 before Class10."""
-    return sorted(tasks, key=lambda t: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", t)])
+    return sorted(tasks, key=natural)
 
 
 def random_partition(tasks: Sequence[str], sizes: Sequence[int], seed: int = SEED) -> list[list[str]]:
     """The tasks, shuffled with `seed`, cut into groups of `sizes` (the control for a suggestion)."""
     order = list(np.random.default_rng(seed).permutation(list(tasks)))
     cuts = np.cumsum(sizes)[:-1]
-    return [natural(g) for g in np.split(np.array(order, dtype=object), cuts)]
+    return [natural_order(g) for g in np.split(np.array(order, dtype=object), cuts)]
 
 
 def suggested(matrix: pd.DataFrame, budgets_: Sequence[int], random: Sequence[int] = ()) -> dict[str, list[list[str]]]:
     """Name -> partition: TAG's for each budget ("TAG k=3"), and a random one with the sizes of
     TAG's for each budget in `random` ("random k=3")."""
-    tasks = natural(list(matrix.index))
+    tasks = natural_order(list(matrix.index))
     matrix = matrix.loc[tasks, tasks]
     out = {}
     for k in budgets_:
-        out[f"TAG k={k}"] = [natural(g) for g in best_grouping(matrix, k).groups]
+        out[f"TAG k={k}"] = [natural_order(g) for g in best_grouping(matrix, k).groups]
     for k in random:
         sizes = sorted((len(g) for g in out.get(f"TAG k={k}") or best_grouping(matrix, k).groups), reverse=True)
         out[f"random k={k}"] = random_partition(tasks, sizes)
@@ -70,7 +69,7 @@ def to_train(partitions: dict[str, list[list[str]]], tasks: Sequence[str]) -> li
     for groups in partitions.values():
         for g in groups:
             if 1 < len(g) < len(tasks):
-                seen.setdefault(frozenset(g), natural(g))
+                seen.setdefault(frozenset(g), natural_order(g))
     return list(seen.values())
 
 
@@ -104,7 +103,7 @@ def measured(table: pd.DataFrame, metrics: pd.DataFrame, curves: pd.DataFrame,
     if ref is None:
         return pd.DataFrame()
     sets = _task_sets(table)
-    tasks = natural(list(sets[ref]))
+    tasks = natural_order(list(sets[ref]))
     matrix = affinity_matrix(curves, ref, tasks)
     shown = [k for k in budgets(len(tasks)) if k < len(tasks)]
     partitions = {"all in one": [tasks], **suggested(matrix, shown, shown if random is None else random)}
@@ -233,7 +232,7 @@ def main(argv: list[str]) -> int:
     if ref is None:
         print(f"{sweep}: no single configuration with affinity over all of the sweep's tasks", file=sys.stderr)
         return 2
-    tasks = natural(list(_task_sets(table)[ref]))
+    tasks = natural_order(list(_task_sets(table)[ref]))
     ks = [int(k) for k in args["--budgets"].split(",")]
     rs = [int(k) for k in args["--random"].split(",")] if "--random" in args else []
     print(override(to_train(suggested(affinity_matrix(curves, ref, tasks), ks, rs), tasks)))

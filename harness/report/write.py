@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import (MIN_SEEDS, conventions, format_transfer, metric_table, paired,
+from harness.analysis import (MIN_SEEDS, conventions, format_transfer, metric_table, natural, paired,
                               to_markdown, transfer_table)
 from harness.report import document, html
 from harness.report.affinity import affinity_blocks
@@ -70,7 +70,7 @@ def _baseline_warning(table: pd.DataFrame) -> list[str]:
                                         "the end (overfitting; the selected evaluation is earlier)")):
         hit = table[checks.str.contains(flag)]
         if not hit.empty:
-            tasks = ", ".join(sorted(hit["task"].astype(str).unique()))
+            tasks = ", ".join(sorted(hit["task"].astype(str).unique(), key=natural))
             lines.append(f"> **Baseline {flag}:** tasks {tasks} in {hit['config_hash'].nunique()} of "
                          f"{table['config_hash'].nunique()} configurations: {meaning}.")
     return lines
