@@ -28,7 +28,7 @@ from scipy.linalg import LinAlgWarning
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from harness.data.base import Dataset, TaskSpec
+from harness.data.base import Dataset, TaskSpec, task_inputs
 from harness.data.labels import present
 
 # Inverse regularisation (logistic C) and ridge alpha, chosen on validation.
@@ -61,7 +61,7 @@ def reference_floor(spec: TaskSpec, data: Dataset, rows: int | None = None) -> d
     """Fit the task's linear reference on its train rows (the first `rows` when given), pick the
     regularisation with the best validation metric, and return
     {"model", "strength", "val", "test"} (metrics as TaskSpec.metric says)."""
-    x, y = (np.asarray(a) for a in (data.train.x, data.train.y[spec.name]))
+    x, y = (np.asarray(a) for a in (task_inputs(data.train, spec.name), data.train.y[spec.name]))
     if rows is not None:
         x, y = x[:rows], y[:rows]
     x, y = _labelled(spec, x, y)
@@ -70,7 +70,7 @@ def reference_floor(spec: TaskSpec, data: Dataset, rows: int | None = None) -> d
     if len(y) == 0 or spec.kind == "classification" and len(np.unique(y)) < 2:
         return {"model": name, "strength": None, "val": None, "test": None}  # nothing to fit
     orient = -1.0 if spec.lower_is_better else 1.0
-    evaluated = {split: _labelled(spec, np.asarray(s.x), np.asarray(s.y[spec.name]))
+    evaluated = {split: _labelled(spec, np.asarray(task_inputs(s, spec.name)), np.asarray(s.y[spec.name]))
                  for split, s in (("val", data.val), ("test", data.test))}
     best = None
     for strength, model in candidates:

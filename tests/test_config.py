@@ -31,7 +31,7 @@ def test_every_option_composes_with_its_schema(group):
         overrides = [f"{group}={option}"]
         if group == "data" and option in ("files", "table"):
             overrides += ["data.path=x.npz", "+data.targets={y: regression}"]
-        if group == "data" and option in ("celeba", "nyuv2", "cityscapes"):  # the user's own copy
+        if group == "data" and option in ("celeba", "nyuv2", "cityscapes", "image_folders"):  # the user's own copy
             overrides += ["data.path=x"]
         cfg = composed(overrides)
         # schedule presets (alternate_proportional...) set fields of the one schedule schema

@@ -36,10 +36,15 @@ def assert_split_shapes(source, dataset, sizes):
 
 
 def test_registry_holds_every_dataset():
-    assert {"relatedness", "digits", "files", "table", "penguins", "multimnist", "celeba", "yeast"} <= set(DATASETS.names())
+    assert {"relatedness", "digits", "files", "table", "penguins", "multimnist", "celeba", "yeast",
+            "image_folders"} <= set(DATASETS.names())
 
 
-@pytest.mark.parametrize("name", ["relatedness", "digits", "files", "table", "penguins", "multimnist", "celeba", "yeast"])
+USER_PATH = ("files", "table", "celeba", "image_folders")  # datasets whose data.path is required
+
+
+@pytest.mark.parametrize("name", ["relatedness", "digits", "files", "table", "penguins", "multimnist", "celeba", "yeast",
+                                  "image_folders"])
 def test_yaml_composes_to_the_schema_defaults(name):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -47,12 +52,12 @@ def test_yaml_composes_to_the_schema_defaults(name):
     from harness.config import register_configs
 
     register_configs()
-    overrides = ["data.path=x.npz"] if name in ("files", "table", "celeba") else []
+    overrides = ["data.path=x.npz"] if name in USER_PATH else []
     conf = os.path.join(os.path.dirname(__file__), "..", "conf")
     with initialize_config_dir(config_dir=os.path.abspath(conf), version_base="1.3"):
         cfg = OmegaConf.to_object(compose(overrides=[f"+data={name}", *overrides]).data)
     schema = DATASETS.get(name).schema
-    expected = schema(path="x.npz") if name in ("files", "table", "celeba") else schema()
+    expected = schema(path="x.npz") if name in USER_PATH else schema()
     assert type(cfg) is schema and cfg == expected
 
 

@@ -1,3 +1,3 @@
 """Datasets. Importing this package registers every dataset in `DATASETS`."""
-from harness.data import (base, celeba, cityscapes, digits, files, multimnist, nyuv2, penguins,  # noqa: F401
-                          relatedness, table, yeast)
+from harness.data import (base, celeba, cityscapes, digits, files, image_folders, multimnist, nyuv2,  # noqa: F401
+                          penguins, relatedness, table, yeast)

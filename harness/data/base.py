@@ -134,11 +134,37 @@ def regression(name: str, output_size: int = 1, missing_labels: bool = False) ->
 
 
 class Split(NamedTuple):
-    """Inputs shared by all tasks and one target array per task. A row may lack a task's label:
-    class label -1 or a NaN target (harness.data.labels)."""
+    """Inputs and one target array per task. A row may lack a task's label: class label -1 or a
+    NaN target (harness.data.labels).
 
-    x: jax.Array  # (N, D) float32
+    x is either one (N, D) array whose rows every task reads, or, for a dataset whose tasks have
+    their own inputs (LibMTL's "multi-input" setting: Office-31's domains), task name -> that
+    task's (N_t, D) inputs, with y[t] of N_t rows. Each task then trains and is evaluated on its
+    own rows only; the lengths may differ, so nothing is padded."""
+
+    x: jax.Array | dict[str, jax.Array]  # (N, D) float32, or task name -> (N_t, D)
     y: dict[str, jax.Array]  # task name -> (N,) int32 or (N, k) float32
+
+
+def own_inputs(split: Split) -> bool:
+    """Whether each task of the split has its own inputs (x is task -> array)."""
+    return isinstance(split.x, dict)
+
+
+def task_inputs(split: Split, task: str) -> jax.Array:
+    """The rows task `task` reads: its own inputs, or the ones every task shares."""
+    return split.x[task] if own_inputs(split) else split.x
+
+
+def task_sizes(split: Split) -> dict[str, int]:
+    """Task name -> the number of rows it has in the split (its own or the shared ones)."""
+    return {n: task_inputs(split, n).shape[0] for n in split.y}
+
+
+def keep_tasks(split: Split, names) -> Split:
+    """The split with the named tasks only (and only their inputs, where each has its own)."""
+    x = {n: split.x[n] for n in names} if own_inputs(split) else split.x
+    return Split(x, {n: split.y[n] for n in names})
 
 
 class Dataset(NamedTuple):
@@ -152,7 +178,7 @@ class DataSource:
     """A built dataset.
 
     tasks:     task specs in a fixed order (the order of every (T,) array in the harness).
-    input_dim: D, the width of x.
+    input_dim: D, the width of x (of every task's x, where each task has its own).
     generate:  pure JAX `(key, hparams) -> Dataset`; `hparams` holds the `dynamic` values.
     dynamic:   name -> default value of the numbers that enter `generate` as arrays.
     describe:  host-side summary of a generated Dataset for the run record
@@ -183,8 +209,7 @@ def select_tasks(source: DataSource, names: list[str] | None, key: str = "data.t
     keep = tuple(t for n in names for t in source.tasks if t.name == n)
 
     def generate(k, hp):
-        ds = source.generate(k, hp)
-        return Dataset(*(Split(s.x, {n: s.y[n] for n in names}) for s in ds))
+        return Dataset(*(keep_tasks(s, names) for s in source.generate(k, hp)))
 
     return DataSource(keep, source.input_dim, generate, source.dynamic, source.describe)
 

@@ -27,6 +27,7 @@ import numpy as np
 from omegaconf import MISSING
 
 from harness.data.base import DATASETS, Dataset, DataSource, Split, classification
+from harness.data.images import read_image
 from harness.errors import bad
 from harness.schema import Entry
 
@@ -34,7 +35,6 @@ IMAGES = "img_align_celeba"
 ATTRIBUTES = "list_attr_celeba.txt"
 PARTITION = "list_eval_partition.txt"
 SPLITS = ("0", "1", "2")  # train, val, test in the partition file
-INSTALL = 'pip install -e ".[datasets]"'
 
 
 @dataclass
@@ -97,18 +97,12 @@ def read_partition(cfg: CelebAConfig, labelled: dict[str, np.ndarray]) -> list[l
 
 def load_images(cfg: CelebAConfig, files: list[str]) -> np.ndarray:
     """(n, size * size * 3) float32 in [0, 1]."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise bad("data", "celeba", f"Pillow, to read the images: {INSTALL}") from None
-    size, out = cfg.image_size, np.empty((len(files), cfg.image_size ** 2 * 3), np.float32)
+    out = np.empty((len(files), cfg.image_size ** 2 * 3), np.float32)
     for row, name in enumerate(files):
         full = os.path.join(os.path.expanduser(cfg.path), IMAGES, name)
         if not os.path.isfile(full):
             raise layout_error(cfg, f"it has no {IMAGES}/{name}")
-        with Image.open(full) as image:
-            pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), np.float32)
-        out[row] = pixels.reshape(-1) / 255.0
+        out[row] = read_image(full, cfg.image_size, "celeba")
     return out
 
 

@@ -30,6 +30,7 @@ from typing import Any, Iterator, NamedTuple
 import jax
 import numpy as np
 
+from harness.data.base import task_sizes
 from harness.errors import ConfigError
 from harness.methods.base import Needs
 
@@ -102,7 +103,8 @@ def estimate(parts, settings, data_shapes) -> Estimate:
     state += shared * 2 * slots * (num_tasks - 1 if parts.schedule.per_task_state else 0)
     state += num_tasks * shared if per_task else 0
     train_acts = forward_values(model, shapes, settings.batch_size, settings.input_dim)
-    rows = max(data_shapes.val.x.shape[0], data_shapes.test.x.shape[0])  # evaluation's splits
+    # evaluation's splits (a task at a time where each task has its own inputs)
+    rows = max(*task_sizes(data_shapes.val).values(), *task_sizes(data_shapes.test).values())
     if getattr(settings, "eval_batch", None):  # evaluated a chunk at a time
         rows = min(rows, settings.eval_batch)
     eval_acts = forward_values(model, shapes, rows, settings.input_dim)

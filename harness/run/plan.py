@@ -12,7 +12,9 @@ task, then only t kept), seeds, step budget, optimiser and learning rate, and th
 tower (the model config's `single_task()`), trained alone with equal weights and the same
 updates as t gets in the job (`harness.config.single_task`: under alternate, only the steps the
 job's draw picks t). Each baseline record also carries its linear reference floor
-(`harness.reference`).
+(`harness.reference`). Where each task has its own inputs (harness.data.base.Split), every task
+draws its own batch from its own train rows, and the baseline of t trains and is evaluated on
+t's inputs only, drawing the same rows as t does in the job.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness.config import SWEEP_ONLY, RunConfig, identity, single_task, target_groups
-from harness.data.base import DATASETS, DataSource, Dataset, Split, record_spec, select_tasks
+from harness.data.base import (DATASETS, DataSource, Dataset, keep_tasks, own_inputs, record_spec, select_tasks,
+                                task_inputs, task_sizes)
 from harness.errors import Incompatible, bad
 from harness.methods.base import METHODS
 from harness.models.base import MODELS
@@ -86,22 +89,39 @@ def data_shapes(run: RunConfig, source: DataSource) -> Dataset:
     return jax.eval_shape(source.generate, jax.random.key(0), hp)
 
 
-def check_rows(rows: dict | None, tasks, n_train: int) -> None:
-    """data.train_rows: tasks of the dataset, each with 1..n_train rows."""
+def input_sizes(run: RunConfig, source: DataSource) -> dict[str, int] | None:
+    """Task -> its number of train rows where each task has its own inputs; None where all
+    tasks share them."""
+    train = data_shapes(run, source).train
+    return task_sizes(train) if own_inputs(train) else None
+
+
+def check_rows(rows: dict | None, tasks, n_train: int | dict[str, int]) -> None:
+    """data.train_rows: tasks of the dataset, each with 1..n_train rows (n_train: the train
+    split's rows, or task -> its own where each task has its own inputs)."""
     if not rows:
         return
     names = [t.name for t in tasks]
     for name, n in rows.items():
         if name not in names:
             raise bad("data.train_rows", dict(rows), f"task names among {', '.join(names)}")
-        if not 1 <= n <= n_train:
-            raise bad(f"data.train_rows.{name}", n, f"an integer in 1..{n_train} (the train split)")
+        limit = n_train[name] if isinstance(n_train, dict) else n_train
+        if not 1 <= n <= limit:
+            raise bad(f"data.train_rows.{name}", n, f"an integer in 1..{limit} (the train split)")
 
 
-def make_settings(run: RunConfig, tasks, input_dim: int, train_size: int) -> Settings:
-    """The static settings of the compiled program. Under data.train_rows each task draws its
-    own batch from its own rows (a baseline keeps its task's entry)."""
-    rows = getattr(run.data, "train_rows", None)
+def draw_rows_of(run: RunConfig, sizes: dict[str, int] | None) -> dict[str, int]:
+    """Task -> the train rows it draws from, for the tasks that draw their own batches: every
+    task where each has its own inputs (`sizes`), limited by data.train_rows."""
+    return {**(sizes or {}), **(getattr(run.data, "train_rows", None) or {})}
+
+
+def make_settings(run: RunConfig, tasks, input_dim: int, train_size: int,
+                  sizes: dict[str, int] | None = None) -> Settings:
+    """The static settings of the compiled program. Under data.train_rows, or where each task
+    has its own inputs (`sizes`: task -> its train rows), each task draws its own batch from its
+    own rows (a baseline keeps its task's entry)."""
+    rows = draw_rows_of(run, sizes)
     names = {t.name for t in tasks}
     o = run.optim
     return Settings(
@@ -111,11 +131,13 @@ def make_settings(run: RunConfig, tasks, input_dim: int, train_size: int) -> Set
         task_rows={n: r for n, r in rows.items() if n in names} if rows else None,
         diagnostics=run.train.diagnostics, affinity=run.train.affinity,
         standardize_targets=run.train.standardize_targets, eval_batch=getattr(run.data, "eval_batch", None),
-        augment=getattr(run.data, "augment", False))
+        augment=getattr(run.data, "augment", False), own_inputs=sizes is not None)
 
 
-def make_parts(run: RunConfig, tasks, input_dim: int, train_size: int, teachers=None) -> Parts:
-    """Model, method and schedule of a configuration; raises ConfigError for invalid combinations."""
+def make_parts(run: RunConfig, tasks, input_dim: int, train_size: int, teachers=None,
+               sizes: dict[str, int] | None = None) -> Parts:
+    """Model, method and schedule of a configuration; raises ConfigError for invalid combinations.
+    sizes: task -> its train rows, where each task has its own inputs."""
     model = MODELS.get(run.model.name).build(run.model, tasks, input_dim)
     method = METHODS.get(run.method.name).build(run.method, tasks)
     if run.schedule.name not in method.schedules:
@@ -125,7 +147,7 @@ def make_parts(run: RunConfig, tasks, input_dim: int, train_size: int, teachers=
                                "skips such jobs of a sweep)"))
     names = [t.name for t in tasks]
     draw = list(run.schedule.draw_from or names)
-    rows = getattr(run.data, "train_rows", None) or {}
+    rows = draw_rows_of(run, sizes)
     targets = run.schedule.targets
     if targets is not None and len(targets) != len(names):
         raise bad("schedule.targets", list(targets), f"one target per task, in task order ({', '.join(names)})")
@@ -160,21 +182,26 @@ def plan(run: RunConfig, sources: dict | None = None, with_baselines: bool = Tru
     if draw is not None and (not set(names) <= set(draw) or len(set(draw)) != len(draw)):
         raise bad("schedule.draw_from", list(draw), f"distinct task names including every task of the run ({', '.join(names)})")
     shapes = data_shapes(run, source)
-    input_dim, train_size = shapes.train.x.shape[1], shapes.train.x.shape[0]
+    # Where each task has its own inputs: every task of the dataset's train rows, since a
+    # baseline's draw (under alternate) may pick its job's other tasks.
+    sizes = input_sizes(run, dataset) if own_inputs(shapes.train) else None
+    input_dim = task_inputs(shapes.train, names[0]).shape[1]
+    train_size = max(task_sizes(shapes.train).values())
     # Rows may name any task of the dataset: a baseline keeps the entries of its job's other
     # tasks, which its draw (under alternate) needs.
-    check_rows(getattr(run.data, "train_rows", None), dataset.tasks, train_size)
+    check_rows(getattr(run.data, "train_rows", None), dataset.tasks, sizes or train_size)
     if run.objective.startswith("val.") and run.objective.removeprefix("val.") not in names:
         raise bad("objective", run.objective, f"delta_m or val.<task> for a task among {', '.join(names)}")
     baselines = {}
     for t in tasks if run.baselines else ():
         stl = single_task(run, t.name, names)
-        baselines[t.name] = checked(Job(stl, source, make_parts(stl, (t,), input_dim, train_size),
-                                        make_settings(stl, (t,), input_dim, train_size), {}), shapes)
+        baselines[t.name] = checked(Job(stl, source, make_parts(stl, (t,), input_dim, train_size, sizes=sizes),
+                                        make_settings(stl, (t,), input_dim, train_size, sizes),
+                                        {}), shapes)
     # The distillation teachers are the baselines' models (their parameters come at run time).
     teachers = {n: b.parts.model for n, b in baselines.items()} if run.distill.enabled else None
-    parts = make_parts(run, tasks, input_dim, train_size, teachers)
-    return checked(Job(run, source, parts, make_settings(run, tasks, input_dim, train_size),
+    parts = make_parts(run, tasks, input_dim, train_size, teachers, sizes)
+    return checked(Job(run, source, parts, make_settings(run, tasks, input_dim, train_size, sizes),
                        baselines if with_baselines else {}), shapes)
 
 
@@ -182,8 +209,9 @@ def replan(job: Job, run: RunConfig) -> Job:
     """`job` under another config of the same data and tasks (a tuning candidate of
     harness.run.tuned): parts and settings rebuilt, memory checked again, no baselines."""
     s, tasks = job.settings, job.parts.tasks
-    parts = make_parts(run, tasks, s.input_dim, s.train_size, job.parts.teachers)
-    settings = make_settings(run, tasks, s.input_dim, s.train_size)
+    sizes = input_sizes(run, job.source)
+    parts = make_parts(run, tasks, s.input_dim, s.train_size, job.parts.teachers, sizes)
+    settings = make_settings(run, tasks, s.input_dim, s.train_size, sizes)
     return checked(Job(run, job.source, parts, settings, {}), data_shapes(run, job.source))
 
 
@@ -196,7 +224,8 @@ def checked(job: Job, shapes: Dataset) -> Job:
 
 
 def only(data: Dataset, task: str) -> Dataset:
-    return Dataset(*(Split(s.x, {task: s.y[task]}) for s in data))
+    """The data of `task`'s baseline: its targets, and its own inputs where each task has them."""
+    return Dataset(*(keep_tasks(s, [task]) for s in data))
 
 
 def param_count(model) -> dict[str, Any]:

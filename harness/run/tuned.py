@@ -41,6 +41,7 @@ import pandas as pd
 
 from harness.analysis import recorded_secondary, relative_change
 from harness.config import RunConfig, identity, validate
+from harness.data.base import task_sizes
 from harness.errors import bad
 from harness.records import config_hash, load_record, record_path, record_row
 from harness.run.plan import Job, Unit, data_shapes, generate, mtl_unit, planned, replan, stl_unit
@@ -112,7 +113,7 @@ def candidates(job: Job, baselines: bool = True) -> Candidates:
     if run.distill.enabled:
         raise bad("protocol.name", "tuned", "protocol=fixed with distill.enabled (the teachers would be "
                   "the tuned baselines, which are only chosen after tuning)")
-    if data_shapes(run, job.source).val.x.shape[0] == 0:
+    if min(task_sizes(data_shapes(run, job.source).val).values()) == 0:
         raise bad("protocol.name", "tuned", "a dataset with a validation split (selection reads only validation metrics)")
     space = flat(p.space)
     tune, _ = seeds_of(run)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from harness.data.base import Dataset
+from harness.data.base import Dataset, Split, own_inputs, task_inputs
 from harness.models.base import Model
 from harness.models.layers import task_tag
 from harness.train.losses import Teaching
@@ -22,7 +22,8 @@ def make_draw(tasks: Sequence[str], batch_size: int, train_size: int,
 
     task_rows None: one batch of `batch_size` rows for all tasks. Otherwise each task draws its
     own batch from its first task_rows[t] rows (default: all) with its own key stream, and x
-    stacks the T batches in task order (the losses read their own block)."""
+    stacks the T batches in task order (the losses read their own block). Where each task has
+    its own inputs (harness.data.base.Split), a task's block comes from its own."""
     names = list(tasks)
     B = batch_size
     if task_rows is None:
@@ -36,14 +37,22 @@ def make_draw(tasks: Sequence[str], batch_size: int, train_size: int,
         step_key = jax.random.fold_in(key, step)
         idx = {n: jax.random.randint(jax.random.fold_in(step_key, task_tag(n)), (B,), 0, r)
                for n, r in zip(names, rows)}
-        return jnp.concatenate([data.train.x[idx[n]] for n in names]), {n: data.train.y[n][idx[n]] for n in names}
+        x = jnp.concatenate([task_inputs(data.train, n)[idx[n]] for n in names])
+        return x, {n: data.train.y[n][idx[n]] for n in names}
     return draw_blocks
 
 
-def draw_rows(split, key: jax.Array, batch_size: int) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """`batch_size` rows of a split, drawn uniformly with replacement: (x, y)."""
-    idx = jax.random.randint(key, (batch_size,), 0, split.x.shape[0])
-    return split.x[idx], {n: v[idx] for n, v in split.y.items()}
+def draw_rows(split: Split, key: jax.Array, batch_size: int,
+              tasks: Sequence[str] = ()) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`batch_size` rows of a split, drawn uniformly with replacement: (x, y). Where each task
+    has its own inputs, each of `tasks` draws `batch_size` of its own rows (the key folded with
+    its tag) and x stacks the blocks in that order."""
+    if not own_inputs(split):
+        idx = jax.random.randint(key, (batch_size,), 0, split.x.shape[0])
+        return split.x[idx], {n: v[idx] for n, v in split.y.items()}
+    idx = {n: jax.random.randint(jax.random.fold_in(key, task_tag(n)), (batch_size,), 0, split.y[n].shape[0])
+           for n in tasks}
+    return jnp.concatenate([split.x[n][i] for n, i in idx.items()]), {n: split.y[n][i] for n, i in idx.items()}
 
 
 def make_teaching(teachers: dict[str, Model] | None, tasks: Sequence[str], batch_size: int,

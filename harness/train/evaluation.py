@@ -6,13 +6,14 @@ before). `evaluate_in_chunks` runs it on fixed-size chunks in a `lax.scan` and a
 task's statistics (confusion counts, error sums: harness.train.losses.metric_sums), so the
 activations held at once are a chunk's, whatever the split's size (images at full resolution);
 its metrics equal the whole split's. Both also return every task's secondary metrics
-(TaskSpec.secondary)."""
+(TaskSpec.secondary). Where each task has its own inputs (harness.data.base.Split), both
+evaluate each task on its own rows, one task at a time."""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from harness.data.base import Split, TaskSpec
+from harness.data.base import Split, TaskSpec, own_inputs
 from harness.models.base import Model
 from harness.train import losses as L
 
@@ -22,6 +23,8 @@ def evaluate(model: Model, tasks: tuple[TaskSpec, ...], params, split: Split,
     """(metrics (T,), losses (T,), secondary metrics {"<task>.<metric>": scalar}) on a whole
     split: metrics in the targets' own units, losses in the units training sees (standardised
     regression targets where `scales` has them)."""
+    if own_inputs(split):
+        return per_task(evaluate, model, tasks, params, split, scales)
     scales = scales or {}
     out = model.apply(params, split.x)
     shown = L.in_target_units(out, scales)
@@ -47,6 +50,8 @@ def evaluate_in_chunks(model: Model, tasks: tuple[TaskSpec, ...], params, split:
     """(metrics (T,), losses (T,), secondary metrics {"<task>.<metric>": scalar}) on a split,
     `size` rows at a time. The last chunk is the split's last `size` rows, its rows already
     counted left out, so no padding copy of the split is made."""
+    if own_inputs(split):
+        return per_task(evaluate_in_chunks, model, tasks, params, split, scales, size)
     scales = scales or {}
     n = split.x.shape[0]
     size = min(size, n)
@@ -71,6 +76,17 @@ def evaluate_in_chunks(model: Model, tasks: tuple[TaskSpec, ...], params, split:
     losses = jnp.stack([s / jnp.maximum(c, 1).astype(s.dtype) for s, c in (loss_sums[t.name] for t in tasks)])
     secondary = {f"{t.name}.{k}": v for t in tasks for k, v in values[t.name].items() if k != t.metric}
     return metrics, losses, secondary
+
+
+def per_task(evaluation, model: Model, tasks: tuple[TaskSpec, ...], params, split: Split,
+             scales, *args) -> tuple[jax.Array, jax.Array, dict]:
+    """`evaluation` of each task alone on its own inputs, put together as one evaluation of all:
+    the model runs on a task's rows and only that task's outputs are read, as its single-task
+    baseline evaluates them."""
+    parts = [evaluation(model, (t,), params, Split(split.x[t.name], {t.name: split.y[t.name]}), scales, *args)
+             for t in tasks]
+    return (jnp.concatenate([m for m, _, _ in parts]), jnp.concatenate([loss for _, loss, _ in parts]),
+            {k: v for _, _, secondary in parts for k, v in secondary.items()})
 
 
 def window_summary(losses: jax.Array, weights: jax.Array, probes: dict, diagnostics: dict) -> dict:

@@ -74,12 +74,14 @@ def lookahead_affinity(model: Model, losses_of, params, gshared, x, losses, lr) 
 
 
 def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], shared_size: int,
-                   diagnostics: bool = False, affinity: bool = False, blocks: bool = False) -> Callable:
+                   diagnostics: bool = False, affinity: bool = False, blocks: bool = False,
+                   val_blocks: bool = False) -> Callable:
     """(params, x, y, method_state, key, hparams, model_hparams, active, lr, teaching=None,
     val=None, step=None) -> (losses, grads, MethodOutput, probes).
 
     val: (x, y) rows of the validation split and step: the step number, both for a method with
-    a `prepare` hook (harness.methods.base.Lookahead), which runs before its `update`.
+    a `prepare` hook (harness.methods.base.Lookahead), which runs before its `update`. With
+    `val_blocks` (tasks with their own inputs) the validation rows come in one block per task.
 
     probes: {"cos" (T, T), "norm" (T,)} with diagnostics, {"affinity" (T, T)} with affinity;
     empty otherwise. With nothing shared, a gradient method has nothing to combine: the plain
@@ -90,7 +92,7 @@ def make_gradients(model: Model, method: Method, tasks: tuple[TaskSpec, ...], sh
     needs = method.needs if shared_size > 0 else Needs.LOSSES
     probing = shared_size > 0 and (diagnostics or affinity)
     per_task = needs is not Needs.LOSSES or probing
-    val_losses_of = task_losses(model.heads, tasks)  # validation rows: one batch for every task
+    val_losses_of = task_losses(model.heads, tasks, val_blocks)  # one batch for every task, unless each has its own
 
     def lookahead(params, x, losses_of, val, lr, step) -> Lookahead:
         def train_losses(p):

@@ -57,7 +57,8 @@ def make_step(parts: Parts, settings: Settings, gradients: Callable, draw: Calla
         lr = lr_at(s)
         val = None
         if parts.method.prepare is not None:  # validation rows for a method that looks ahead on them
-            vx, vy = draw_rows(data.val, jax.random.fold_in(k_val, s), settings.batch_size)
+            vx, vy = draw_rows(data.val, jax.random.fold_in(k_val, s), settings.batch_size,
+                               [t.name for t in parts.tasks])
             val = (vx, L.standardize(vy, scales))
         losses, grads, out, probes = gradients(params, x, L.standardize(y, scales), mstate,
                                                jax.random.fold_in(k_method, s), hp["method"], hp["model"],
@@ -83,7 +84,8 @@ def make_train(parts: Parts, settings: Settings) -> Trainer:
     blocks = settings.task_rows is not None
     shared_shapes = jax.eval_shape(model.init, jax.random.key(0))["shared"]
     shared_size = sum(leaf.size for leaf in jax.tree.leaves(shared_shapes))
-    gradients = make_gradients(model, method, tasks, shared_size, settings.diagnostics, settings.affinity, blocks)
+    gradients = make_gradients(model, method, tasks, shared_size, settings.diagnostics, settings.affinity, blocks,
+                               settings.own_inputs)
     draw = make_draw(names, B, settings.train_size, settings.task_rows)
     teaching = make_teaching(parts.teachers, names, B, blocks)
     grad_dim = method_grad_dim(model, method, shared_shapes, settings.input_dim, B)

@@ -47,6 +47,9 @@ class Settings(NamedTuple):
     standardize_targets: bool = True
     eval_batch: int | None = None  # evaluate in chunks of this many rows (None: a split at once)
     augment: bool = False  # dense training batches scale-cropped and flipped (harness.train.augment)
+    # Each task has its own inputs (harness.data.base.Split): the validation rows a method looks
+    # ahead on come in one block per task, as the training rows do (task_rows holds every task).
+    own_inputs: bool = False
 
     @property
     def num_chunks(self) -> int:
