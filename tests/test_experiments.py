@@ -60,7 +60,7 @@ def needs(tmp_path, name: str) -> list[str]:
             "model.head_width=8", "model.groups=2"]
 
 
-DENSE = {"nyuv2"}  # a ResNet program compiles for minutes on CPU
+DENSE = {"nyuv2", "multimnist"}  # a ResNet program compiles for minutes on CPU; LeNet convolutions run slowly in a loop
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DENSE else n
