@@ -34,6 +34,7 @@ from omegaconf import MISSING
 
 from harness.data.base import DATASETS, Dataset, DataSource, Split, classification
 from harness.data.images import read_image
+from harness.data.user_file import check_fractions
 from harness.errors import bad
 from harness.schema import Entry
 
@@ -59,14 +60,7 @@ def check(cfg: ImageFoldersConfig) -> None:
     """The checks that need no file."""
     if cfg.image_size < 1:
         raise bad("data.image_size", cfg.image_size, "an integer >= 1")
-    for key in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(cfg, key) < 1:
-            raise bad(f"data.{key}", getattr(cfg, key), "a number in (0, 1)")
-    if cfg.val_fraction + cfg.test_fraction >= 1:
-        raise bad("data.test_fraction", cfg.test_fraction,
-                  f"val_fraction + test_fraction < 1 (val_fraction is {cfg.val_fraction})")
-    if cfg.seed < 0:
-        raise bad("data.seed", cfg.seed, "an integer >= 0")
+    check_fractions(cfg)
     if cfg.eval_batch is not None and cfg.eval_batch < 1:
         raise bad("data.eval_batch", cfg.eval_batch, "an integer >= 1, or null for a whole split at once")
 

@@ -11,6 +11,14 @@ from harness.errors import ConfigError, bad
 def check_split(cfg: Any, targets: str) -> None:
     """val/test fractions, the shuffle seed, and a non-empty target map (`targets` says what its
     keys are); raises ConfigError."""
+    check_fractions(cfg)
+    if not cfg.targets:
+        raise bad("data.targets", dict(cfg.targets), f"a non-empty map of {targets} -> classification | regression")
+
+
+def check_fractions(cfg: Any) -> None:
+    """`data.val_fraction` and `data.test_fraction` each in (0, 1) and summing below 1, and a
+    shuffle seed >= 0; raises ConfigError."""
     for key in ("val_fraction", "test_fraction"):
         if not 0 < getattr(cfg, key) < 1:
             raise bad(f"data.{key}", getattr(cfg, key), "a number in (0, 1)")
@@ -19,8 +27,6 @@ def check_split(cfg: Any, targets: str) -> None:
                   f"val_fraction + test_fraction < 1 (val_fraction is {cfg.val_fraction})")
     if cfg.seed < 0:
         raise bad("data.seed", cfg.seed, "an integer >= 0")
-    if not cfg.targets:
-        raise bad("data.targets", dict(cfg.targets), f"a non-empty map of {targets} -> classification | regression")
 
 
 def naming_the_file(read: Callable[[Any], DataSource], cfg: Any) -> DataSource:
