@@ -60,13 +60,15 @@ def test_cityscapes_runs_write_segmentation_and_depth_records(tmp_path, classes)
     root = write_copy(tmp_path / "cityscapes", dataset="cityscapes", h=16, w=32)
     for split in ("train", "val"):
         shutil.rmtree(root / split / f"label_{26 - classes}")
-    # 19 classes: the multi-task run alone (its baselines are the 7-class case's programs)
+    # 19 classes: the multi-task run alone (its baselines are the 7-class case's programs), with
+    # DeepLab v3's ASPP decoders
     recs = train(tmp_path, root, [f"data.classes={classes}", "method=pcgrad"]
-                 + ([] if classes == 7 else ["baselines=false"]), data="cityscapes")
+                 + ([] if classes == 7 else ["baselines=false", "model.head=aspp"]), data="cityscapes")
     assert len(recs) == (3 if classes == 7 else 1) and all(r["status"] == "ok" for r in recs)
     (mtl,) = [r for r in recs if r["kind"] == "mtl"]
     assert mtl["task_specs"]["segmentation"]["output_size"] == classes
     assert mtl["task_specs"]["segmentation"]["shape"] == [16, 32]
+    assert mtl["config"]["model"]["head"] == ("conv" if classes == 7 else "aspp")
     for split in ("val", "test"):
         assert set(mtl["metrics"][split]) == {"segmentation", "depth"}
         assert 0 <= mtl["metrics"][split]["segmentation"] <= 1  # mIoU
