@@ -18,6 +18,7 @@ import pytest
 
 from dense_fakes import write_copy
 from harness.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
+from harness.data.base import depth
 from harness.data.nyuv2 import NYUv2Config
 from harness.methods import METHODS
 from harness.methods.base import Needs
@@ -40,7 +41,6 @@ def schema(name: str):
 def per_task_gradient_methods() -> list[str]:
     """The registered methods that read per-task gradients (of the shared parameters, the last
     shared layer or the representation) or differentiate through them in a `prepare` hook."""
-    from harness.data.base import depth
     tasks = tuple(depth(t, (2, 2)) for t in TASKS)
     built = {name: METHODS.get(name).build(schema(name), tasks) for name in METHODS.names()}
     return sorted(n for n, m in built.items() if m.needs is not Needs.LOSSES or m.prepare is not None)
