@@ -1,5 +1,6 @@
 """model=resnet: torchvision's stage layout, sharing by encoder stage, towers initialised the same
-alone or together, dilation, and encoder weights from a torchvision-named file."""
+alone or together (with either dense head), dilation, DeepLab v3's ASPP head, and encoder weights
+from a torchvision-named file."""
 from __future__ import annotations
 
 import dataclasses
@@ -52,11 +53,11 @@ def test_sharing_depth_moves_one_stage_at_a_time():
     assert TINY.single_task().shared_depth == 0
 
 
-@pytest.mark.parametrize("k", [0, 3])
-def test_towers_are_the_same_alone_or_together(k):
+@pytest.mark.parametrize("head, k", [("conv", 0), ("conv", 3), ("aspp", 0)])
+def test_towers_are_the_same_alone_or_together(head, k):
     """A task's tower (and, at depth 0, its whole network: the single-task baseline) has the same
     initial parameters and outputs in the three-task model as alone."""
-    cfg = dataclasses.replace(TINY, shared_depth=k)
+    cfg = dataclasses.replace(TINY, shared_depth=k, head=head)
     together, alone = build(cfg, TASKS[:2]), build(cfg, TASKS[1:2])
     p_together, p_alone = jax.jit(together.init)(jax.random.key(0)), jax.jit(alone.init)(jax.random.key(0))
     tree_equal = lambda a, b: all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
@@ -82,7 +83,31 @@ def test_dense_heads_give_the_input_resolution_and_image_tasks_a_vector():
         assert out["scene"].shape == (2, 5)
 
 
+def test_aspp_head_has_deeplab_v3_branches_and_gives_the_input_resolution():
+    """model.head=aspp: a 1 x 1 branch, one 3 x 3 branch per rate (dilated by it), image pooling,
+    a 1 x 1 projection of the five, a 3 x 3 conv and the output conv; per-pixel outputs at the
+    input's (H, W), and image-level tasks keep their pooled linear head."""
+    cfg = dataclasses.replace(TINY, head="aspp", dilation=True)
+    tasks = TASKS[:2] + (classification("scene", 5),)
+    model = build(cfg, tasks)
+    params = model.init(jax.random.key(0))
+    head, cin, hw = params["tasks"]["segmentation"]["head"], 8 * TINY.width, TINY.head_width
+    assert [b["kernel"].shape for b in head["branches"].values()] == [(1, 1, cin, hw)] + [(3, 3, cin, hw)] * 3
+    assert head["pool_conv"]["kernel"].shape == (1, 1, cin, hw)
+    assert head["project"]["kernel"].shape == (1, 1, 5 * hw, hw) and head["conv"]["kernel"].shape == (3, 3, hw, hw)
+    assert head["out"]["kernel"].shape == (1, 1, hw, 13) and set(params["tasks"]["scene"]["head"]) == {"linear"}
+    x = jax.random.uniform(jax.random.key(1), (2, H * W * 3))
+    out = jax.jit(model.apply)(params, x)
+    assert out["segmentation"].shape == (2, H, W, 13) and out["depth"].shape == (2, H, W, 1)
+    assert out["scene"].shape == (2, 5)
+    # The rates reach the convolutions: at rate 1 the 3 x 3 branches see the 2 x 3 map's
+    # neighbours; at 12, 24, 36 only its centre taps (the rest falls in the padding).
+    near = build(dataclasses.replace(cfg, aspp_rates=[1, 1, 1]), tasks)
+    assert not np.allclose(jax.jit(near.apply)(params, x)["segmentation"], out["segmentation"])
+
+
 @pytest.mark.parametrize("change, key", [
+    (dict(head="unet"), "model.head"), (dict(head="aspp", aspp_rates=[12, 0]), "model.aspp_rates"),
     (dict(depth=20), "model.depth"), (dict(shared_depth=6), "model.shared_depth"),
     (dict(width=0), "model.width"), (dict(image_shape=[W, H, 3]), "model.image_shape")])
 def test_bad_configs_fail_with_one_line_naming_the_key(change, key):

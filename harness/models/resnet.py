@@ -11,10 +11,11 @@ baseline) and a sweep over it moves the split stage by stage. `model.dilation=tr
 3 and 4 at stride 1 with dilation 2 and 4 (output stride 8), as the dilated ResNets of those
 papers do for dense tasks.
 
-Decoders, one per task: a dense task (segmentation, depth, normal) gets a 3 x 3 convolution of
-`model.head_width` channels, normalisation and ReLU, a 1 x 1 convolution to its outputs and a
-bilinear upsampling to the input's resolution (a small version of the DeepLab head those papers
-use); a one-target-per-image task gets global average pooling and a linear layer.
+Decoders, one per task: a dense task (segmentation, depth, normal) gets, with `model.head=conv`
+(the default), a 3 x 3 convolution of `model.head_width` channels, normalisation and ReLU, a
+1 x 1 convolution to its outputs and a bilinear upsampling to the input's resolution (a small
+version of the DeepLab head those papers use); with `model.head=aspp`, that DeepLab v3 head itself
+(`ASPPHead`, below); a one-target-per-image task gets global average pooling and a linear layer.
 
 Normalisation is GroupNorm (Wu and He 2018), not BatchNorm: it keeps no running statistics, so
 the parameters are the whole state, a masked alternate update leaves an inactive task's layers
@@ -54,6 +55,7 @@ from harness.models import pretrained as weights
 from harness.schema import Entry
 
 STAGES = 5  # stem, stage 1..4
+HEADS = ("conv", "aspp")
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
 BOTTLENECK = {18: False, 34: False, 50: True}
 KAIMING = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -66,7 +68,9 @@ class ResNetConfig:
     width: int = 64  # channels of the stem; stage s has width * 2^(s-1) (x 4 out of a bottleneck)
     shared_depth: int = 5  # encoder stages shared: 0..5 (stem, stage 1..4)
     dilation: bool = False  # stages 3 and 4 dilated instead of strided (output stride 8)
-    head_width: int = 256  # channels of a dense decoder's hidden convolution
+    head: str = "conv"  # a dense task's decoder: conv (3 x 3 conv, 1 x 1 conv) | aspp (DeepLab v3's)
+    head_width: int = 256  # channels of a dense decoder's hidden convolutions (each ASPP branch's too)
+    aspp_rates: list[int] = field(default_factory=lambda: [12, 24, 36])  # the 3 x 3 branches' dilations
     groups: int = 32  # GroupNorm groups (fewer where a layer has fewer channels)
     # [H, W, C] of the flattened inputs; empty: from the dense tasks' (H, W) and the input size.
     image_shape: list[int] = field(default_factory=list)
@@ -149,6 +153,8 @@ class ResNetPlan:
     width: int
     dilation: bool
     groups: int
+    head: str = "conv"  # a dense task's decoder: DenseHead (conv) or ASPPHead (aspp)
+    aspp_rates: tuple[int, ...] = (12, 24, 36)
 
     @property
     def expansion(self) -> int:
@@ -202,6 +208,47 @@ class DenseHead(nnx.Module):
         return jax.image.resize(y, y.shape[:-3] + self.size + y.shape[-1:], "bilinear")
 
 
+class ASPPHead(nnx.Module):
+    """DeepLab v3's decoder (Chen, Papandreou, Schroff and Adam 2017, "Rethinking Atrous
+    Convolution for Semantic Image Segmentation", arXiv:1706.05587, section 3.3), as the
+    multi-task dense benchmarks use it (LibMTL's `DeepLabHead`, after torchvision's): atrous
+    spatial pyramid pooling, i.e. in parallel a 1 x 1 convolution, one 3 x 3 convolution per rate
+    in `model.aspp_rates` (dilated by it; 12, 24, 36 as LibMTL's, the paper's 6, 12, 18 doubled
+    for output stride 8) and image pooling (global average, 1 x 1 convolution, broadcast back over
+    the map), each with normalisation and ReLU; their concatenation projected by a 1 x 1
+    convolution (normalisation, ReLU), then a 3 x 3 convolution (normalisation, ReLU) and the
+    1 x 1 output convolution, upsampled bilinearly to the input's (H, W).
+
+    Differences from the reference code: GroupNorm instead of BatchNorm (module docstring; the
+    pooled branch's norm therefore normalises over channel groups of one position, not over the
+    batch); no dropout after the projection (the reference's 0.5: the harness's models have no
+    train/eval mode or dropout key); `model.head_width` channels instead of a fixed 256; He-normal
+    initialisation as the encoder's (`draw`) instead of PyTorch's default; half-pixel bilinear
+    upsampling (jax.image.resize) where LibMTL aligns corners.
+    """
+
+    def __init__(self, cin: int, hidden: int, outputs: int, size: tuple[int, int], groups: int,
+                 rates: tuple[int, ...], key: jax.Array):
+        k = iter(jax.random.split(key, 2 * len(rates) + 10))
+        self.branches = nnx.List([conv(cin, hidden, 1, next(k))] + [conv(cin, hidden, 3, next(k), dilation=r)
+                                                                     for r in rates])
+        self.branch_norms = nnx.List([norm(hidden, groups, next(k)) for _ in range(len(rates) + 1)])
+        self.pool_conv, self.pool_norm = conv(cin, hidden, 1, next(k)), norm(hidden, groups, next(k))
+        self.project = conv((len(rates) + 2) * hidden, hidden, 1, next(k))
+        self.project_norm = norm(hidden, groups, next(k))
+        self.conv, self.norm = conv(hidden, hidden, 3, next(k)), norm(hidden, groups, next(k))
+        self.out = nnx.Conv(hidden, outputs, (1, 1), rngs=nnx.Rngs(params=next(k)))
+        self.size = size
+
+    def __call__(self, z):
+        ys = [jax.nn.relu(n(c(z))) for c, n in zip(self.branches, self.branch_norms)]
+        pooled = jax.nn.relu(self.pool_norm(self.pool_conv(z.mean(axis=(-3, -2), keepdims=True))))
+        ys.append(jnp.broadcast_to(pooled, ys[0].shape))  # bilinear upsampling of a 1 x 1 map
+        y = jax.nn.relu(self.project_norm(self.project(jnp.concatenate(ys, axis=-1))))
+        y = self.out(jax.nn.relu(self.norm(self.conv(y))))
+        return jax.image.resize(y, y.shape[:-3] + self.size + y.shape[-1:], "bilinear")
+
+
 class PooledHead(nnx.Module):
     """Global average pooling and a linear layer."""
 
@@ -218,8 +265,13 @@ class Tower(nnx.Module):
     def __init__(self, plan: ResNetPlan, key: jax.Array, k: int, spec: TaskSpec, head_width: int):
         self.encoder = Encoder(plan, key, k, STAGES)
         head_key, cin = jax.random.fold_in(key, STAGES), plan.channels(STAGES)
-        self.head = (DenseHead(cin, head_width, spec.output_size, plan.image[:2], plan.groups, head_key)
-                     if spec.dense else PooledHead(cin, spec.output_size, head_key))
+        if not spec.dense:
+            self.head = PooledHead(cin, spec.output_size, head_key)
+        elif plan.head == "aspp":
+            self.head = ASPPHead(cin, head_width, spec.output_size, plan.image[:2], plan.groups, plan.aspp_rates,
+                                 head_key)
+        else:
+            self.head = DenseHead(cin, head_width, spec.output_size, plan.image[:2], plan.groups, head_key)
 
     def __call__(self, z):
         return self.head(self.encoder(z))
@@ -249,8 +301,14 @@ def make_plan(cfg: ResNetConfig, tasks: tuple[TaskSpec, ...], input_dim: int) ->
     for key in ("width", "head_width", "groups"):
         if getattr(cfg, key) < 1:
             raise bad(f"model.{key}", getattr(cfg, key), "an integer >= 1")
+    if cfg.head not in HEADS:
+        raise bad("model.head", cfg.head, f"one of {', '.join(HEADS)}")
+    rates = tuple(cfg.aspp_rates)
+    if cfg.head == "aspp" and (not rates or min(rates) < 1):
+        raise bad("model.aspp_rates", list(cfg.aspp_rates), "a non-empty list of dilations >= 1")
     check_shared_depth(cfg.shared_depth, STAGES, bound="the encoder's stages: stem, stage 1..4")
-    return ResNetPlan(image_shape(cfg, tasks, input_dim), cfg.depth, cfg.width, cfg.dilation, cfg.groups)
+    return ResNetPlan(image_shape(cfg, tasks, input_dim), cfg.depth, cfg.width, cfg.dilation, cfg.groups,
+                      cfg.head, rates)
 
 
 TRUNCATED_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
