@@ -398,6 +398,12 @@ def _sort(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     # after Class2, as a dataset with 14 labels numbers them); anything else by its text.
     def key(s: pd.Series) -> pd.Series:
         return s if pd.api.types.is_numeric_dtype(s) else s.map(lambda v: natural(str(v)))
+    if {"config_hash", "task"} <= set(table.columns):
+        # Within each configuration (kept where it stands), its tasks in natural order.
+        first = {h: i for i, h in enumerate(dict.fromkeys(table["config_hash"]))}
+        rank = pd.DataFrame({"config": table["config_hash"].map(first), "task": table["task"]})
+        order = rank.sort_values(["config", "task"], key=key, kind="stable").index
+        table = table.loc[order].reset_index(drop=True)
     return table.sort_values(by, key=key, kind="stable", ignore_index=True) if by else table
 
 

@@ -507,3 +507,24 @@ def test_many_tasks_draw_the_extreme_tasks_and_pairs_in_grids():
     curves = pd.DataFrame({"kind": "mtl", "config_hash": "c", "seed": 0, "series": "grad_cos",
                            "key": pairs, "step": 10, "value": cos})
     assert shown_pairs(curves, "c") == sorted(pairs[:5] + pairs[-5:])
+
+
+def test_tasks_and_values_sort_with_their_numbers_by_value_and_long_values_are_numbered():
+    """Class2 comes before Class10 in panels and axes; a task-list value too long for a tick is
+    shown as its number, with the key under the figure."""
+    from harness.analysis import natural
+    from harness.report.common import ordered
+    from harness.report.transfer_plot import plot_transfer
+
+    assert sorted(["Class10", "Class2", "Class1"], key=natural) == ["Class1", "Class2", "Class10"]
+    assert ordered(pd.Series(["t10", "t9", "t10"])) == ["t9", "t10"]
+    groups = ['["Class1", "Class2", "Class10"]', '["Class2", "Class10"]']
+    rows = [{"config_hash": f"h{i}", "label": "", "task": task, "cfg.data.tasks": g,
+             "r_mean": 1.0, "r_lo": 0.0, "r_hi": 2.0}
+            for i, g in enumerate(groups) for task in ["Class10", "Class2"]]
+    fig = plot_transfer(pd.DataFrame(rows))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["Class2", "Class10"]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["1", "2"]
+    key = fig._supxlabel.get_text()
+    assert key.splitlines() == [f"1: data.tasks={groups[0]}", f"2: data.tasks={groups[1]}"]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.groups import (measured, natural, override, per_task, random_partition, suggested, summary,
+from harness.report.groups import (measured, natural_order, override, per_task, random_partition, suggested, summary,
                                    to_train)
 
 TASKS = ["t1", "t2", "t3", "t10"]
@@ -34,7 +34,7 @@ def tables(configs: dict[str, list[str]], r: dict[tuple[str, str], float]):
 
 
 def test_natural_order_and_random_partitions_of_given_sizes():
-    assert natural(["Class10", "Class2", "Class1"]) == ["Class1", "Class2", "Class10"]
+    assert natural_order(["Class10", "Class2", "Class1"]) == ["Class1", "Class2", "Class10"]
     groups = random_partition(TASKS, [3, 1])
     assert sorted(map(len, groups)) == [1, 3] and sorted(t for g in groups for t in g) == sorted(TASKS)
     assert groups == random_partition(TASKS, [3, 1])  # seeded

@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.analysis import cfg_text, short_names, varying_columns
+from harness.analysis import cfg_text, natural, short_names, varying_columns
 
 # Figures drawn per configuration stop here; the report says how many were left out.
 MAX_CONFIGS = 24
@@ -27,11 +27,12 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def ordered(values: pd.Series) -> list:
-    """Distinct values, numbers in numeric order, anything else by its text."""
+    """Distinct values, numbers in numeric order, anything else by its text with the numbers
+    inside it in numeric order (as the tables sort)."""
     unique = pd.Series(values.unique())
     if pd.api.types.is_numeric_dtype(unique):
         return list(unique.sort_values())
-    return sorted(unique, key=str)
+    return sorted(unique, key=lambda v: natural(str(v)))
 
 
 def config_names(table: pd.DataFrame, columns: Sequence[str] | None = None) -> dict[str, str]:
@@ -65,10 +66,10 @@ def capped(items: list, what: str, limit: int = MAX_CONFIGS) -> tuple[list, list
 
 
 def extreme_tasks(table: pd.DataFrame, limit: int = MAX_TASK_PANELS) -> tuple[list[str], list[str]]:
-    """The tasks to draw, in table order: every task up to `limit`; beyond, the limit/2 with the
+    """The tasks to draw, in natural order (Class2 before Class10): every task up to `limit`; beyond, the limit/2 with the
     lowest and the limit/2 with the highest mean r_t over configurations (with 14 or 40 tasks
     the extremes are what a reader looks for); and a note saying so."""
-    tasks = list(dict.fromkeys(table["task"]))
+    tasks = sorted(dict.fromkeys(table["task"]), key=natural)
     if len(tasks) <= limit:
         return tasks, []
     ranked = table.groupby("task", sort=False)["r_mean"].mean().dropna().sort_values(kind="stable")

@@ -5,12 +5,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.analysis import cfg_text, varying_columns
+from harness.analysis import cfg_text, natural, varying_columns
 from harness.report.common import new_figure, ordered, panel_grid, wrap_label
 
 # Preferred roles in the plot, used when the column varies: x axis, lines, panel rows.
 X_COLUMN, LINE_COLUMN, ROW_COLUMN = ("cfg.model.shared_depth", "cfg.schedule.name",
                                      "cfg.data.correlation")
+LONG_TICK = 16  # x values longer than this (a task list, say) are numbered, with a key below
 PLOT_TITLE = ("r_t = s_t (M_mtl - M_stl) / |M_stl| x 100, positive = multi-task helped\n"
               "mean and t-interval over paired seeds")
 
@@ -34,13 +35,16 @@ def _errors(part: pd.DataFrame) -> np.ndarray:
 
 def plot_transfer(table: pd.DataFrame) -> Figure:
     """Per task a panel of mean r_t with its interval against the varying config columns."""
-    tasks = list(dict.fromkeys(table["task"]))
+    tasks = sorted(dict.fromkeys(table["task"]), key=natural)
     varying = varying_columns(table)
     if not varying:
         return _plot_bars(table, tasks)
     x, lines, row = _layout(varying)
     text = table[varying].map(cfg_text)
     x_ticks = list(dict.fromkeys(map(cfg_text, ordered(table[x]))))
+    # Long values (data.tasks lists) would run into each other under the panels: number them.
+    numbered = max(map(len, x_ticks), default=0) > LONG_TICK
+    tick_labels = [str(i + 1) for i in range(len(x_ticks))] if numbered else x_ticks
     row_names = list(dict.fromkeys(map(cfg_text, ordered(table[row])))) if row else [""]
     keys = pd.Series(list(map(tuple, text[lines].to_numpy())), index=table.index)
     line_keys = sorted(set(keys))
@@ -48,7 +52,7 @@ def plot_transfer(table: pd.DataFrame) -> Figure:
     style = "-" if pd.api.types.is_numeric_dtype(table[x]) else "none"
     # Without a row column, many tasks wrap into rows of panels rather than one wide row.
     grid = panel_grid(len(tasks)) if row is None else (len(row_names), len(tasks))
-    fig = new_figure(max(4 * grid[1], 6), 3 * grid[0])
+    fig = new_figure(max(4 * grid[1], 6), 3 * grid[0] + (0.2 * len(x_ticks) if numbered else 0))
     axes = fig.subplots(*grid, squeeze=False, sharey=True if row is None else "row")
     for ax in axes.ravel()[len(tasks) * len(row_names):]:
         ax.set_axis_off()
@@ -66,13 +70,16 @@ def plot_transfer(table: pd.DataFrame) -> Figure:
                 ax.errorbar(np.sort(pos) + shift, part["r_mean"], yerr=_errors(part),
                             marker="o", linestyle=style, capsize=3, label=label)
             ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
-            ax.set_xticks(range(len(x_ticks)), x_ticks)
+            ax.set_xticks(range(len(x_ticks)), tick_labels)
             ax.set_xlabel(x.removeprefix("cfg."))
             ax.set_title(task + (f" | {row.removeprefix('cfg.')}={row_name}" if row else ""))
             if ax in axes[:, 0]:
                 ax.set_ylabel("r_t (%)")
     if lines:
         axes[0, 0].legend(fontsize="small")
+    if numbered:
+        fig.supxlabel("\n".join(f"{i + 1}: {x.removeprefix('cfg.')}={v}" for i, v in enumerate(x_ticks)),
+                      fontsize="small", ha="left", x=0.02)
     fig.suptitle(PLOT_TITLE, fontsize="medium")
     return fig
 
