@@ -65,7 +65,8 @@ still moved by more than {TREND_FLAG:g}% (mean over seeds) in the last quarter o
 under- or over-trained for the step budget.
 - **Metrics**: each task has a primary metric (the one in the transfer table, its verdict and \
 `ref`) and may have secondary ones (classification: macro-F1 over the classes seen as label or \
-prediction; regression: MAE; segmentation: pixel accuracy; depth: relative error; normals: \
+prediction, and where the dataset declares it the ROC AUC of a two-class task's positive-class \
+probability, from 4096-bin score histograms; regression: MAE; segmentation: pixel accuracy; depth: relative error; normals: \
 median angle and the share within 11.25, 22.5 and 30 degrees), read at the evaluation that \
 selected the primary one. Every metric gets its own r with the sign of its own direction; the \
 secondary metrics' table gives their intervals, without a verdict.
