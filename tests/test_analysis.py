@@ -188,9 +188,10 @@ def test_delta_m_averages_each_tasks_metrics_first_then_the_tasks():
     assert t["delta_m_primary"].iloc[0] == pytest.approx((7.5 + 12.5 - 10.0) / 3)
     assert t.loc["acc", "metric"] == "accuracy" and t.loc["acc", "r_mean"] == pytest.approx(7.5)
     m = metric_table(two_metric_runs()).set_index(["task", "metric"])
-    assert m.index.tolist() == [("acc", "accuracy"), ("acc", "macro_f1"), ("err", "mse"), ("err", "mae"),
-                                ("aux", "accuracy")]
-    assert m["primary"].tolist() == [True, False, True, False, True]
+    # Tasks in the transfer table's (natural) order, each task's primary metric first.
+    assert m.index.tolist() == [("acc", "accuracy"), ("acc", "macro_f1"), ("aux", "accuracy"),
+                                ("err", "mse"), ("err", "mae")]
+    assert m["primary"].tolist() == [True, False, True, True, False]
     assert m.loc[("err", "mae"), ["n", "r_mean", "stl_mean", "mtl_mean"]].tolist() == pytest.approx([2, -10.0, 1.0, 1.1])
     assert m.loc[("acc", "macro_f1"), "r_lo"] < 0 < m.loc[("acc", "macro_f1"), "r_hi"]
     # A baseline written before secondary metrics existed: its task counts its primary metric only.
