@@ -11,13 +11,18 @@ depth, 1 - cosine on valid normals, each the mean over its valid pixels), the op
 The two loops are compared on time per step, so the bench asserts that this network has exactly
 as many parameters as the harness's: a layer of another shape would be a different model, not
 a slower or faster framework. Weights are PyTorch's default initialisation (the timing does not
-depend on them).
+depend on them); tensors are NCHW, PyTorch's native layout (the harness's are NHWC).
 
 `equal_step` sums the losses and runs one backward; `pcgrad_step` runs one backward per task for
 the shared parameters' gradients, projects them as `harness.methods.pcgrad.project_conflicts`
 does (Yu et al. 2020, "Gradient Surgery for Multi-Task Learning"; each task visits the others
 in its own random order, against their original gradients) and steps along their sum, the heads
 along their plain gradients.
+
+The bench leaves torch's thread count at its default (one per core). On a CPU that other
+processes load, those threads wait on each other and the figures swing by an order of
+magnitude from one call to the next (PCGrad at 48 x 64 on two shared cores: 0.6 and 16 steps/s
+in one process, one thread steady at 14): compare on an otherwise idle machine.
 """
 from __future__ import annotations
 
