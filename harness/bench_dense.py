@@ -4,7 +4,7 @@ vmap, for equal and PCGrad: steps/s, compile seconds, and peak memory as the pla
 (harness.run.memory) and as XLA reports it for the compiled program (arguments + temporaries +
 outputs; on an accelerator also the device's peak in use).
 
-Where PyTorch is installed (`pip install -e '.[bench-torch]'`), each one-run row also times a
+Where PyTorch is installed (`pip install -e '.[bench-torch]'`) and JAX runs on the CPU, each one-run row also times a
 PyTorch loop of the same network, losses and Adam (harness.bench_torch) in the same process, with
 the same steps, repeats and median, at torch's default thread count: torch_steps_per_s and
 torch_over_jax (torch's steps/s over the harness's). The bench asserts the two networks have the
@@ -116,9 +116,11 @@ def peak_in_use() -> int | None:
 
 
 def bench_dense(sizes: DenseSizes) -> list[dict]:
-    rows, with_torch = [], torch_info() is not None
-    if not with_torch:
+    rows, with_torch = [], torch_info() is not None and jax.default_backend() == "cpu"
+    if torch_info() is None:
         print(TORCH_NOTE, flush=True)
+    elif not with_torch:  # the PyTorch loop runs on the CPU: set against an accelerator it would mislead
+        print(f"the PyTorch loop runs on the CPU only: no comparison on {jax.default_backend()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = write_synthetic(Path(tmp), sizes.image, sizes.n_train)
         for method in sizes.methods:
