@@ -308,7 +308,11 @@ NOTES = {
     "dense": "steps_per_s: steps of one run per second (each of the N batched runs makes that many); "
              "run_steps_per_s: N times that. Each timed call ends with one chunked evaluation of val and test. "
              "estimate_mib: the planner's bound (harness.run.memory); xla_mib: arguments + temporaries + "
-             "outputs of the compiled program; device_peak_mib: the accelerator's peak in use (none on CPU).",
+             "outputs of the compiled program; device_peak_mib: the accelerator's peak in use (none on CPU). "
+             "torch_steps_per_s (one run, where torch is installed): a PyTorch loop of the same network "
+             "(parameter counts asserted equal), losses and Adam, timed the same way in the same process at "
+             "torch's default thread count (harness.bench_torch; dense_torch in bench.json); torch_over_jax: "
+             "its ratio to steps_per_s.",
     "sweep": "Each separate job runs run.execute.execute after jax.clear_caches(): a fresh program, compiled on "
              "its own. The batched path is run.execute.execute_units: one jit(vmap(train)) over lr x seeds. "
              "Both include compiling. process_start_s is what a fresh process per job would add to each "
@@ -356,6 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
            "machine": machine(), "sizes": sizes._asdict()}
     if "dense" in args.sections:
         res["dense_sizes"] = dense_sizes._asdict()
+        res["dense_torch"] = bench_dense.torch_info()
     for name in SECTIONS:
         if name in args.sections:
             t0 = time.perf_counter()

@@ -4,11 +4,18 @@ vmap, for equal and PCGrad: steps/s, compile seconds, and peak memory as the pla
 (harness.run.memory) and as XLA reports it for the compiled program (arguments + temporaries +
 outputs; on an accelerator also the device's peak in use).
 
+Where PyTorch is installed (`pip install -e '.[bench-torch]'`) and JAX runs on the CPU, each one-run row also times a
+PyTorch loop of the same network, losses and Adam (harness.bench_torch) in the same process, with
+the same steps, repeats and median, at torch's default thread count: torch_steps_per_s and
+torch_over_jax (torch's steps/s over the harness's). The bench asserts the two networks have the
+same number of parameters.
+
 On CPU the defaults are small (ResNet-18 at width 16 on 48 x 64 images, batch 4); `--dense-full`
 is the published setting (dilated ResNet-50, 288 x 384, batch 8, N = 1, 4, 16), for a GPU.
 """
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -74,13 +81,46 @@ def job_config(sizes: DenseSizes, root: Path, method: str) -> RunConfig:
         seeds=1, seed=0, baselines=False, baseline_dir=None, study="bench", compile_cache=None)
 
 
+TORCH_NOTE = "torch not installed: pip install -e '.[bench-torch]' for the PyTorch comparison"
+
+
+def torch_info() -> dict | None:
+    """Version and thread count of the PyTorch side, or None where torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return {"version": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def torch_steps_per_s(sizes: DenseSizes, job, run: RunConfig, method: str, eval_rows: int) -> float:
+    """The PyTorch loop's steps/s on this job's network, after checking it has as many
+    parameters as the harness's."""
+    from harness import bench_torch
+
+    h, w = sizes.image
+    model = bench_torch.DenseNet((h, w, job.settings.input_dim // (h * w)), sizes.depth, sizes.width,
+                                 sizes.head_width, run.model.groups, sizes.dilation,
+                                 {t.name: t.output_size for t in job.parts.tasks})
+    shapes = jax.eval_shape(job.parts.model.init, jax.random.key(0))
+    ours = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+    if bench_torch.count(model) != ours:  # not an assert: it must hold under python -O too
+        raise AssertionError(f"the PyTorch network has {bench_torch.count(model)} parameters, the harness's {ours}")
+    return bench_torch.steps_per_s(model, method, CLASSES, sizes.batch, sizes.steps, sizes.repeats, eval_rows,
+                                   run.optim.lr)
+
+
 def peak_in_use() -> int | None:
     stats = jax.local_devices()[0].memory_stats() or {}
     return stats.get("peak_bytes_in_use")
 
 
 def bench_dense(sizes: DenseSizes) -> list[dict]:
-    rows = []
+    rows, with_torch = [], torch_info() is not None and jax.default_backend() == "cpu"
+    if torch_info() is None:
+        print(TORCH_NOTE, flush=True)
+    elif not with_torch:  # the PyTorch loop runs on the CPU: set against an accelerator it would mislead
+        print(f"the PyTorch loop runs on the CPU only: no comparison on {jax.default_backend()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = write_synthetic(Path(tmp), sizes.image, sizes.n_train)
         for method in sizes.methods:
@@ -110,4 +150,9 @@ def bench_dense(sizes: DenseSizes) -> list[dict]:
                              "steps_per_s": sizes.steps / seconds, "run_steps_per_s": n * sizes.steps / seconds,
                              "compile_s": compile_s, "estimate_mib": job.memory.total(n) / 2**20,
                              "xla_mib": xla / 2**20, "device_peak_mib": peak / 2**20 if peak else "-"})
+                if with_torch:  # one run only: the PyTorch loop has no batched runs
+                    eval_rows = data.val.x.shape[0] + data.test.x.shape[0]
+                    torch_s = torch_steps_per_s(sizes, job, run, method, eval_rows) if n == 1 else "-"
+                    rows[-1].update(torch_steps_per_s=torch_s,
+                                    torch_over_jax=torch_s / rows[-1]["steps_per_s"] if n == 1 else "-")
     return rows
