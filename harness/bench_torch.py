@@ -191,6 +191,8 @@ def steps_per_s(model: DenseNet, method: str, classes: int, batch: int, steps: i
     `steps` Adam steps on random batches then, as the harness's timed call ends with an
     evaluation of val and test, one forward pass without gradients over `eval_rows` rows in
     chunks of `batch`."""
+    if method not in ("equal", "pcgrad"):  # the two steps written here; any other would time equal's
+        raise ValueError(f"method {method!r}: the PyTorch loop has equal and pcgrad only")
     image = model.heads[next(iter(model.heads))].size + (model.trunk[0].in_channels,)
     x, ys = batches(image, classes, 4 * batch)
     kinds = {t: t for t in model.heads}  # NYUv2's tasks are named by their kind
