@@ -28,7 +28,7 @@ from flax import nnx
 
 from harness.data.base import TaskSpec
 from harness.errors import bad
-from harness.models import hard
+from harness.models import hard, patches
 from harness.models.base import MODELS, Model
 from harness.models.plans import ACTIVATIONS, check_image, check_mlp, check_shared_depth
 from harness.models.sizing import match_width
@@ -44,7 +44,7 @@ class PooledConv(nnx.Module):
     def __init__(self, shape: tuple[int, int, int], out_channels: int, kernel: int, key: jax.Array):
         self.shape = shape
         self.conv = nnx.Conv(shape[2], out_channels, kernel_size=(kernel, kernel), padding="VALID",
-                             rngs=nnx.Rngs(params=key))
+                             conv_general_dilated=patches.conv_general_dilated, rngs=nnx.Rngs(params=key))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = self.conv(x.reshape(x.shape[:-1] + self.shape))

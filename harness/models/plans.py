@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from harness.errors import bad
+from harness.models import patches
 
 ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh}
 CONV_DEPTH = "the number of model.channels plus model.depth"
@@ -64,7 +65,7 @@ class ConvBlock(nnx.Module):
     def __init__(self, shape: tuple[int, int, int], out_channels: int, key: jax.Array):
         self.shape = shape
         self.conv = nnx.Conv(shape[2], out_channels, kernel_size=(3, 3), strides=(2, 2), padding="SAME",
-                             rngs=nnx.Rngs(params=key))
+                             conv_general_dilated=patches.conv_general_dilated, rngs=nnx.Rngs(params=key))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = self.conv(x.reshape(x.shape[:-1] + self.shape))
