@@ -10,6 +10,8 @@ hidden layers of 256, the first two shared), T regression heads on synthetic rel
   sweep     N jobs differing only in the learning rate: N programs compiled one by one vs the
             batched launcher's one jit(vmap) over lr x seeds;
   compile   compile vs run seconds of one job (harness.run.execute.execute);
+  conv      the LeNet trunk's gradient step, XLA's convolution vs the patch product, alone and in a scan
+            (harness.bench_conv);
   dense     a NYUv2-shaped ResNet run, one and N batched, equal and PCGrad: steps/s and peak
             memory (harness.bench_dense; not in the default set: --sections dense).
 Writes bench.json and bench.md (with machine info) under --out.
@@ -34,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from harness import bench_dense
+from harness import bench_conv, bench_dense
 from harness.config import OptimConfig, RunConfig, ScheduleConfig, TrainConfig
 from harness.data.relatedness import RelatednessConfig
 from harness.run.execute import execute, execute_units, hparams
@@ -46,7 +48,7 @@ from harness.records import environment
 from harness.train import make_train
 from harness.train.loop import BATCH, INIT
 
-SECTIONS = ("methods", "overhead", "flops", "sweep", "compile", "memory", "dense")
+SECTIONS = ("methods", "overhead", "flops", "sweep", "compile", "memory", "conv", "dense")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # dense compiles ResNets for minutes on CPU: asked for by name
 
 
@@ -302,7 +304,8 @@ TITLES = {
     "sweep": "d) Sweep over the learning rate: N separately compiled jobs vs one batched program",
     "compile": "e) Compile vs run of one job (run.execute.execute, equal, T = 2)",
     "memory": "f) The planner's memory estimate vs XLA's figure for the compiled program (4 runs)",
-    "dense": "g) NYUv2-shaped run (data=nyuv2 on synthetic files, model=resnet), one and N runs batched",
+    "conv": "g) LeNet trunk step (MultiMNIST canvas): XLA's convolution vs the patch product, alone and in a scan",
+    "dense": "h) NYUv2-shaped run (data=nyuv2 on synthetic files, model=resnet), one and N runs batched",
 }
 NOTES = {
     "dense": "steps_per_s: steps of one run per second (each of the N batched runs makes that many); "
@@ -313,6 +316,9 @@ NOTES = {
              "(parameter counts asserted equal), losses and Adam, timed the same way in the same process at "
              "torch's default thread count (harness.bench_torch; dense_torch in bench.json); torch_over_jax: "
              "its ratio to steps_per_s.",
+    "conv": "step_ms_alone: one jitted step called from Python, per step; step_ms_in_scan: `steps` steps inside "
+            "one compiled lax.scan, per step; scan_over_alone: their ratio; xla_scan_over_this_scan: XLA's route in "
+            "the scan over this route in the scan (harness.models.patches takes the patch route on CPU).",
     "sweep": "Each separate job runs run.execute.execute after jax.clear_caches(): a fresh program, compiled on "
              "its own. The batched path is run.execute.execute_units: one jit(vmap(train)) over lr x seeds. "
              "Both include compiling. process_start_s is what a fresh process per job would add to each "
@@ -352,10 +358,11 @@ def main(argv: list[str] | None = None) -> dict:
     changes = {"steps": args.steps, "repeats": args.repeats, "methods": args.methods and tuple(args.methods),
                "tasks": args.tasks and tuple(args.tasks), "sweep_sizes": args.sweep_sizes and tuple(args.sweep_sizes)}
     sizes = sizes._replace(**{k: v for k, v in changes.items() if v is not None})
+    conv_sizes = bench_conv.ConvSizes(8, 5, 2) if args.quick else bench_conv.ConvSizes()
     dense_sizes = bench_dense.FULL if args.dense_full else bench_dense.DenseSizes()
     runners = {"methods": bench_methods, "overhead": bench_overhead, "flops": bench_flops,
                "sweep": bench_sweep, "compile": bench_compile, "memory": bench_memory,
-               "dense": lambda _: bench_dense.bench_dense(dense_sizes)}
+               "conv": lambda _: bench_conv.bench_conv(conv_sizes), "dense": lambda _: bench_dense.bench_dense(dense_sizes)}
     res = {"command": " ".join(["python -m harness.bench", *(sys.argv[1:] if argv is None else argv)]),
            "machine": machine(), "sizes": sizes._asdict()}
     if "dense" in args.sections:
