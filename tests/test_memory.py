@@ -10,6 +10,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.methods import METHODS
 from harness.methods.nash_mtl import NashMTLConfig
+from harness.models.lenet import LeNetConfig
 from harness.run import memory
 from harness.run.execute import _stack, hparams
 from harness.run.plan import data_shapes, plan
@@ -53,6 +54,19 @@ def activation_bound_run(method: str, train_rows: dict[str, int] | None = None):
 ], ids=["mgda_ub", "auto_lambda", "great", "pcgrad-task-rows"])
 def test_the_estimate_bounds_steps_beyond_one_backward(method, train_rows):
     job = plan(activation_bound_run(method, train_rows), with_baselines=False)
+    est, real = job.memory.total(2), xla_bytes(job, 2)
+    assert real <= est <= 4 * real, (est, real)
+
+
+@pytest.mark.parametrize("method", ["equal", "pcgrad"])
+def test_the_estimate_bounds_a_lenet_convolving_by_patches(method):
+    """On CPU the LeNet's convolutions are patch matrices times kernels (harness.models.patches):
+    the patch matrix, k x k times its input, is what the estimate must not miss."""
+    base = small_run()
+    run = small_run(data=dataclasses.replace(base.data, input_dim=20 * 20, n_val=256, n_test=256),
+                    model=LeNetConfig(image_shape=[20, 20], channels=[8, 16], kernel=3, width=16),
+                    train=dataclasses.replace(base.train, batch_size=128), method=METHODS.get(method).schema())
+    job = plan(run, with_baselines=False)
     est, real = job.memory.total(2), xla_bytes(job, 2)
     assert real <= est <= 4 * real, (est, real)
 
