@@ -63,14 +63,15 @@ def cli() -> None:
         print("no overrides given: running the default study (experiment=default) into outputs/default")
         sys.argv += ["experiment=default", "hydra.sweep.dir=outputs/default"]
     check_jobs(sys.argv[1:], Path(__file__).resolve())
+    from harness.run.sweep import FAILED, report_failures
+
+    FAILED.clear()  # this command's failures only, even when called twice in one process
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: every record written so far is whole (atomic writes)
         print("interrupted: the records written so far are kept; run the same command again to "
               "train the rest", file=sys.stderr)
         sys.exit(130)
-    from harness.run.sweep import report_failures
-
     sys.exit(report_failures())
 
 
