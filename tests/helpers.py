@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -52,9 +49,3 @@ def execute(run: RunConfig, tasks, data, seeds: list[int]):
     job = plan_of(run)
     assert [t.name for t in job.parts.tasks] == [t.name for t in tasks]
     return run_execute(job, data, seeds)
-
-
-# One compilation cache for the command-line tests of a test session's processes: their small
-# sweeps compile the same programs again and again, and a cached program is read in milliseconds
-# (JAX keys it by the program itself, so nothing stale is ever reused).
-SHARED_COMPILE_CACHE = f"compile_cache={Path(tempfile.gettempdir()) / f'harness-tests-jax-cache-{os.getuid()}'}"

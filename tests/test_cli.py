@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import SHARED_COMPILE_CACHE
-
 SMALL = ["seeds=2", "train.steps=20", "train.eval_every=10", "data.n_train=64", "data.n_val=32",
-         "data.n_test=32", SHARED_COMPILE_CACHE]
+         "data.n_test=32", "compile_cache=null"]
 
 
 def harness(args: list[str], cwd: Path, module: str = "harness") -> subprocess.CompletedProcess:
@@ -127,7 +125,7 @@ def test_ctrl_c_ends_with_one_line_and_exit_130_and_a_rerun_finishes(tmp_path):
 
     sweep = tmp_path / "sweep"
     args = [sys.executable, "-m", "harness", "-m", "model.shared_depth=0,1,2,3", "seeds=1", "train.steps=400",
-            "train.eval_every=100", "data.n_train=64", SHARED_COMPILE_CACHE, f"hydra.sweep.dir={sweep}"]
+            "train.eval_every=100", "data.n_train=64", "compile_cache=null", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not list(sweep.rglob("seed_*.json")) and time.time() < deadline and proc.poll() is None:

@@ -12,11 +12,10 @@ from hydra import compose, initialize_config_dir
 
 from harness.run import sweep as launch
 from harness.config import register_configs
-from helpers import SHARED_COMPILE_CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["seeds=2", "train.steps=20", "train.eval_every=10", "data.n_train=64", "data.n_val=32",
-         "data.n_test=32", SHARED_COMPILE_CACHE]
+         "data.n_test=32", "compile_cache=null"]
 register_configs()
 
 
