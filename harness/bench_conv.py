@@ -55,7 +55,7 @@ def make_step(conv: Callable, x: jax.Array, y: jax.Array) -> Callable:
 
 
 def bench_conv(sizes: ConvSizes) -> list[dict]:
-    from harness.bench import interleaved
+    from harness.bench import interleaved  # here, not at the top: harness.bench imports this module
 
     x = jax.random.uniform(jax.random.key(0), (sizes.batch, 36, 36, 1))
     y = jax.random.randint(jax.random.key(1), (sizes.batch,), 0, 10)

@@ -13,8 +13,7 @@ of the floating-point additions can differ.
 `conv_general_dilated` has `jax.lax.conv_general_dilated`'s signature and is given to
 `nnx.Conv`. It takes the patch route on the CPU backend for the plain case (NHWC inputs, HWIO
 kernels, no dilation, one feature group) and calls XLA's convolution everywhere else, where the
-backend's own kernels (cuDNN, TPU convolutions) are the faster choice. `python -m harness.bench
---sections conv` times both routes side by side.
+backend's own kernels (cuDNN, TPU convolutions) are the faster choice.
 """
 from __future__ import annotations
 
